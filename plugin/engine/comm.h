@@ -1,0 +1,198 @@
+// Connection objects of the protocol engine. A SendComm and a RecvComm each own `rails`
+// endpoints to their one peer and a ControlBlock registered on every NIC; a ListenComm owns the
+// endpoint connecting peers first talk to. See DESIGN.md ("Net plugin") for the protocol.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/reg_cache.h"
+#include "engine/transport.h"
+#include "engine/wire.h"
+
+namespace epyard::net {
+
+struct Device {
+  std::string name;
+  std::vector<Nic*> nics;  // a virtual device stripes its rails over several NICs
+  std::unique_ptr<RegCache> cache;
+};
+
+enum class CommKind : uint32_t { kListen = 0x4c53544e, kSend = 0x53454e44, kRecv = 0x52454356 };
+
+// Operation tags carried in OpContext::tag.
+enum OpTag : uint32_t { kOpWrite = 1, kOpCtsWrite, kOpPing, kOpCtrlSend, kOpCtrlRecv };
+
+int64_t nowNs();
+
+struct Rail {
+  Nic* nic = nullptr;
+  int nic_index = 0;
+  std::unique_ptr<Endpoint> ep;
+  uint64_t peer = 0;
+};
+
+struct Request {
+  static constexpr uint32_t kMagic = 0x52455153;  // "REQS"
+  uint32_t magic = kMagic;
+  bool in_use = false;
+  bool is_send = false;
+  class Comm* comm = nullptr;
+  std::string error;  // non-empty: the request failed
+  // Send side.
+  uint32_t slot = 0, buffer = 0;
+  uint64_t size = 0;
+  struct Write {
+    int rail;
+    const uint8_t* src;
+    uint64_t len;
+    void* desc;
+    uint64_t remote_addr;
+    uint64_t key;
+    uint32_t imm;
+  };
+  Write writes[kMaxRails + 1];
+  int num_writes = 0, writes_posted = 0, writes_done = 0;
+  OpContext contexts[kMaxRails + 1];
+  // Receive side.
+  int count = 0;
+  uint64_t posted[kMaxRecvs] = {};
+  uint64_t received[kMaxRecvs] = {};
+  uint32_t segments_seen[kMaxRecvs] = {};
+  uint32_t segments_expected[kMaxRecvs] = {};
+  bool record_seen[kMaxRecvs] = {};
+  bool buffer_done[kMaxRecvs] = {};
+  int tags[kMaxRecvs] = {};
+
+  bool done() const;
+};
+
+class Comm {
+ public:
+  Comm(CommKind kind, Device* dev) : kind_(kind), dev_(dev) {}
+  virtual ~Comm();
+  CommKind kind() const { return kind_; }
+  Device* device() const { return dev_; }
+  bool valid() const { return magic_ == kMagic; }
+
+  // Polls every rail and hands each completion to onCompletion/onRemoteWrite.
+  ncclResult_t progress();
+  // The request-level wait policy: pings an idle peer, fails after EPYARD_NET_TIMEOUT_MS.
+  ncclResult_t checkLiveness();
+  bool failed() const { return !failure_.empty(); }
+  const std::string& failure() const { return failure_; }
+  std::string peerName();
+
+  static constexpr uint32_t kMagic = 0x434f4d4d;  // "COMM"
+
+ protected:
+  // Opens `num_rails` endpoints and registers the control block on every NIC they use.
+  ncclResult_t setupRails(int num_rails, std::string* error);
+  void fail(const std::string& why);
+  virtual void onLocalCompletion(OpContext* ctx, size_t length) = 0;
+  virtual void onRemoteWrite(uint32_t imm) = 0;
+  // Posts queued writes of `req` in order; false when a post failed (request failed).
+  bool postWrites(Request* req);
+  uint64_t blockKey(int rail) const { return block_reg_[rails_[rail].nic_index].key; }
+  void* blockDesc(int rail) const { return block_reg_[rails_[rail].nic_index].desc; }
+
+  uint32_t magic_ = kMagic;
+  CommKind kind_;
+  Device* dev_;
+  std::vector<Rail> rails_;
+  ControlBlock* block_ = nullptr;
+  std::vector<MemoryRegistration> block_reg_;  // per NIC of the device
+  RemoteBlock peer_block_ = {};
+  std::deque<Request*> unposted_;  // requests with writes still to post (provider was full)
+  int64_t last_activity_ns_ = 0;
+  int64_t timeout_ns_ = 0;
+  OpContext ping_ctx_;
+  bool ping_in_flight_ = false;
+  std::string failure_;
+  Request requests_[kMaxRequests];
+
+  friend class Engine;
+};
+
+class SendComm final : public Comm {
+ public:
+  explicit SendComm(Device* dev) : Comm(CommKind::kSend, dev) {}
+  ncclResult_t isend(void* data, size_t size, int tag, RegEntry* reg, Request** out);
+  // Connect state machine (see connect.cc).
+  ncclResult_t connectStep(bool* done);
+  ncclResult_t startConnect(const ConnectHandle& handle, int rails);
+
+ private:
+  void onLocalCompletion(OpContext* ctx, size_t length) override;
+  void onRemoteWrite(uint32_t imm) override;
+  ncclResult_t planWrites(Request* req, const CtsBuffer& dst, const uint8_t* src, size_t size,
+                          RegEntry* reg);
+
+  enum class ConnectState { kSendMsg, kWaitAccept, kConnected };
+  ConnectState state_ = ConnectState::kSendMsg;
+  uint64_t listen_peer_ = 0;
+  uint64_t conn_id_ = 0;
+  int64_t connect_deadline_ns_ = 0;
+  bool msg_sent_ = false, accept_received_ = false;
+  size_t accept_length_ = 0;
+  OpContext ctrl_send_ctx_, ctrl_recv_ctx_;
+  std::string listener_name_;
+
+  uint64_t send_seq_ = 0;             // CTS sequence the next isend consumes
+  bool cts_arrived_[kMaxRequests] = {};
+  CtsEntry current_ = {};             // copy of the CTS entry being consumed
+  bool current_valid_ = false;
+  uint32_t current_used_ = 0;         // bit per buffer already matched by an isend
+  int next_rail_ = 0;                 // round-robin start for single-rail messages
+};
+
+class RecvComm final : public Comm {
+ public:
+  explicit RecvComm(Device* dev) : Comm(CommKind::kRecv, dev) {}
+  ncclResult_t irecv(int n, void** data, const size_t* sizes, const int* tags, RegEntry** regs,
+                     Request** out);
+  // Accept: sets up rails toward the sender of `msg` and posts the answer.
+  ncclResult_t startAccept(const ConnectMsg& msg, int rails);
+  ncclResult_t acceptStep(bool* done);
+
+ private:
+  void onLocalCompletion(OpContext* ctx, size_t length) override;
+  void onRemoteWrite(uint32_t imm) override;
+  void checkBuffer(Request* req, uint32_t buffer);
+
+  bool answer_posted_ = false, answer_sent_ = false;
+  int64_t accept_deadline_ns_ = 0;
+  OpContext ctrl_send_ctx_;
+  OpContext cts_ctx_[kMaxRequests];
+  uint64_t recv_seq_ = 0;
+};
+
+struct ListenBlock {
+  ConnectMsg msgs[4];
+};
+
+class ListenComm final : public Comm {
+ public:
+  explicit ListenComm(Device* dev) : Comm(CommKind::kListen, dev) {}
+  ~ListenComm() override;
+  ncclResult_t listen(ConnectHandle* handle, int rails, std::string* error);
+  ncclResult_t accept(RecvComm** out);
+
+ private:
+  void onLocalCompletion(OpContext* ctx, size_t length) override;
+  void onRemoteWrite(uint32_t imm) override {}
+  bool repost(int i);
+
+  uint64_t listen_id_ = 0;
+  int accept_rails_ = 1;  // rails offered to connecting peers
+  ListenBlock* lblock_ = nullptr;
+  MemoryRegistration lreg_;
+  OpContext recv_ctx_[4];
+  std::deque<ConnectMsg> arrived_;
+  std::unique_ptr<RecvComm> accepting_;
+};
+
+}  // namespace epyard::net

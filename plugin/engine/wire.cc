@@ -1,0 +1,34 @@
+#include "engine/wire.h"
+
+#include <cstring>
+
+namespace epyard::net {
+
+uint32_t checksum32(const void* data, size_t len) {
+  // FNV-1a: enough to tell a handle from random or truncated bytes.
+  const auto* p = static_cast<const uint8_t*>(data);
+  uint32_t h = 2166136261u;
+  for (size_t i = 0; i < len; ++i) {
+    h ^= p[i];
+    h *= 16777619u;
+  }
+  return h;
+}
+
+void sealHandle(ConnectHandle* h) {
+  h->magic = kHandleMagic;
+  h->version = kWireVersion;
+  h->checksum = checksum32(h, offsetof(ConnectHandle, checksum));
+}
+
+const char* checkHandle(const ConnectHandle& h) {
+  if (h.magic != kHandleMagic) return "not an epyard connect handle (bad magic)";
+  if (h.version != kWireVersion) return "connect handle from another epyard wire version";
+  if (h.checksum != checksum32(&h, offsetof(ConnectHandle, checksum)))
+    return "connect handle is corrupt or truncated (checksum mismatch)";
+  if (h.addr_len == 0 || h.addr_len > kMaxAddrBytes) return "connect handle address length";
+  if (h.rails == 0 || h.rails > kMaxRails) return "connect handle rail count";
+  return nullptr;
+}
+
+}  // namespace epyard::net
