@@ -11,7 +11,7 @@ Params g_params;
 }
 
 bool parseIntParam(const char* text, int64_t lo, int64_t hi, int64_t* out) {
-  if (text == nullptr || *text == '\0') return false;
+  if (text == nullptr || !((*text >= '0' && *text <= '9') || *text == '-')) return false;
   errno = 0;
   char* end = nullptr;
   long long value = strtoll(text, &end, 10);
