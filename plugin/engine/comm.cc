@@ -8,6 +8,7 @@
 
 #include "engine/log.h"
 #include "engine/params.h"
+#include "engine/progress.h"
 
 namespace epyard::net {
 
@@ -25,6 +26,7 @@ bool Request::done() const {
 }
 
 Comm::~Comm() {
+  if (threaded_) ProgressThreads::instance()->detach(this);
   rails_.clear();  // closes endpoints: nothing posted can complete into us afterwards
   for (size_t i = 0; i < block_reg_.size(); ++i) dev_->nics[i]->deregisterMemory(&block_reg_[i]);
   free(block_);
@@ -63,6 +65,45 @@ ncclResult_t Comm::setupRails(int num_rails, std::string* error) {
   return ncclSuccess;
 }
 
+void Comm::postQueued(int rail) {
+  std::deque<QueuedWrite> local;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (rail_queue_[rail].empty()) return;
+    local.swap(rail_queue_[rail]);
+  }
+  Rail& r = rails_[rail];
+  while (!local.empty()) {
+    // Request fields were written under the lock before queuing and stay put until the
+    // write completes, so reading them here without the lock is safe.
+    Request* req = local.front().req;
+    int i = local.front().index;
+    const Request::Write& w = req->writes[i];
+    PostResult pr = r.ep->postWrite(r.peer, w.src, w.len, w.desc, w.remote_addr, w.key, true,
+                                    w.imm, &req->contexts[i]);
+    if (pr == PostResult::kRetry) break;
+    if (pr == PostResult::kFailed) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      fail("posting a write on rail " + std::to_string(rail) + ": " + r.ep->lastError());
+      return;
+    }
+    local.pop_front();
+  }
+  if (!local.empty()) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    local.insert(local.end(), rail_queue_[rail].begin(), rail_queue_[rail].end());
+    rail_queue_[rail].swap(local);
+  }
+}
+
+void Comm::startThreadedProgress() {
+  if (ProgressThreads* pool = ProgressThreads::instance()) {
+    rail_queue_.resize(rails_.size());
+    threaded_ = true;
+    pool->attach(this);
+  }
+}
+
 std::string Comm::peerName() {
   if (rails_.empty()) return "unconnected peer";
   return rails_[0].ep->peerName(rails_[0].peer);
@@ -74,9 +115,27 @@ void Comm::fail(const std::string& why) {
   EPY_WARN("epyard: connection with %s failed: %s", peerName().c_str(), why.c_str());
 }
 
+void Comm::dispatch(int rail, const Completion* completions, int n) {
+  last_activity_ns_ = nowNs();
+  for (int i = 0; i < n; ++i) {
+    const Completion& c = completions[i];
+    if (c.kind == Completion::Kind::kError) {
+      fail("rail " + std::to_string(rail) + " reported " + c.error);
+    } else if (c.kind == Completion::Kind::kRemoteWrite) {
+      onRemoteWrite(c.imm);
+    } else if (c.context != nullptr && c.context->tag == kOpPing) {
+      ping_in_flight_ = false;
+    } else if (c.context != nullptr) {
+      onLocalCompletion(c.context, c.length);
+    }
+  }
+}
+
 ncclResult_t Comm::progress() {
   Completion completions[16];
-  for (size_t r = 0; r < rails_.size(); ++r) {
+  // Rails handed to progress threads are polled there; the caller only posts what waits.
+  const size_t own_rails = threaded_ ? 0 : rails_.size();
+  for (size_t r = 0; r < own_rails; ++r) {
     for (int rounds = 0; rounds < 8; ++rounds) {
       int n = rails_[r].ep->poll(completions, 16);
       if (n < 0) {
@@ -84,21 +143,7 @@ ncclResult_t Comm::progress() {
         return ncclSystemError;
       }
       if (n == 0) break;
-      last_activity_ns_ = nowNs();
-      for (int i = 0; i < n; ++i) {
-        Completion& c = completions[i];
-        if (c.kind == Completion::Kind::kError) {
-          fail("rail " + std::to_string(r) + " reported " + c.error);
-          continue;
-        }
-        if (c.kind == Completion::Kind::kRemoteWrite) {
-          onRemoteWrite(c.imm);
-        } else if (c.context != nullptr && c.context->tag == kOpPing) {
-          ping_in_flight_ = false;
-        } else if (c.context != nullptr) {
-          onLocalCompletion(c.context, c.length);
-        }
-      }
+      dispatch(static_cast<int>(r), completions, n);
       if (n < 16) break;
     }
   }
@@ -112,6 +157,17 @@ ncclResult_t Comm::progress() {
 }
 
 bool Comm::postWrites(Request* req) {
+  if (threaded_) {
+    // Hand each write to the thread that owns its rail: the socket copies of providers like
+    // tcp then happen there, in parallel, not on the caller's (NCCL's proxy) thread.
+    for (int i = req->writes_posted; i < req->num_writes; ++i) {
+      req->contexts[i].owner = req;
+      req->contexts[i].tag = kOpWrite;
+      rail_queue_[req->writes[i].rail].push_back({req, i});
+    }
+    req->writes_posted = req->num_writes;
+    return true;
+  }
   while (req->writes_posted < req->num_writes) {
     const Request::Write& w = req->writes[req->writes_posted];
     Rail& rail = rails_[w.rail];

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -85,6 +86,16 @@ class Comm {
   bool failed() const { return !failure_.empty(); }
   const std::string& failure() const { return failure_; }
   std::string peerName();
+  // Handles completions polled from `rail` (by progress() or a progress thread).
+  void dispatch(int rail, const Completion* completions, int n);
+  int numRails() const { return static_cast<int>(rails_.size()); }
+  Endpoint* railEndpoint(int rail) { return rails_[rail].ep.get(); }
+  // Hands the rails to the progress threads (when EPYARD_NET_PROGRESS_THREADS > 0).
+  void startThreadedProgress();
+  // Progress threads: posts the writes queued for `rail` (takes the mutex itself).
+  void postQueued(int rail);
+  // Serialises the NCCL thread's calls with the progress threads' dispatch.
+  std::mutex& mutex() { return mutex_; }
 
   static constexpr uint32_t kMagic = 0x434f4d4d;  // "COMM"
 
@@ -112,6 +123,13 @@ class Comm {
   OpContext ping_ctx_;
   bool ping_in_flight_ = false;
   std::string failure_;
+  bool threaded_ = false;
+  std::mutex mutex_;
+  struct QueuedWrite {
+    Request* req;
+    int index;
+  };
+  std::vector<std::deque<QueuedWrite>> rail_queue_;  // threaded mode: writes per rail
   Request requests_[kMaxRequests];
 
   friend class Engine;

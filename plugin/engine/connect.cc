@@ -180,6 +180,7 @@ ncclResult_t RecvComm::acceptStep(bool* done) {
   }
   EPY_CHECK(progress());
   if (answer_sent_) {
+    startThreadedProgress();
     *done = true;
     return ncclSuccess;
   }
@@ -271,6 +272,7 @@ ncclResult_t SendComm::connectStep(bool* done) {
     peer_block_ = answer->block;
     last_activity_ns_ = nowNs();
     state_ = ConnectState::kConnected;
+    startThreadedProgress();
   }
   if (state_ == ConnectState::kConnected) {
     *done = true;

@@ -10,6 +10,7 @@
 #include "engine/comm.h"
 #include "engine/log.h"
 #include "engine/params.h"
+#include "engine/progress.h"
 
 namespace epyard::net {
 namespace {
@@ -64,6 +65,7 @@ ncclResult_t netInit(ncclDebugLogger_t logger) {
   std::lock_guard<std::mutex> lock(e.mutex);
   if (e.initialized) return ncclSuccess;
   setParams(loadParams());
+  ProgressThreads::configure(static_cast<int>(params().progress_threads));
   std::string why;
   e.transport = openOfiTransport(params().ofi_provider, &why);
   if (!e.transport) {
@@ -248,6 +250,7 @@ ncclResult_t netIsend(void* send_comm, void* data, size_t size, int tag, void* m
     return ncclInvalidArgument;
   }
   Request* req = nullptr;
+  std::lock_guard<std::mutex> lock(comm->mutex());
   ncclResult_t res = comm->isend(data, size, tag, reg, &req);
   if (res == ncclSystemError) res = ncclRemoteError;
   *request = req;
@@ -276,6 +279,7 @@ ncclResult_t netIrecv(void* recv_comm, int n, void** data, const size_t* sizes, 
     }
   }
   Request* req = nullptr;
+  std::lock_guard<std::mutex> lock(comm->mutex());
   ncclResult_t res = comm->irecv(n, data, sizes, tags, regs, &req);
   if (res == ncclSystemError) res = ncclRemoteError;
   *request = req;
@@ -299,6 +303,7 @@ ncclResult_t netTest(void* request, int* done, int* sizes) {
   }
   *done = 0;
   Comm* comm = req->comm;
+  std::lock_guard<std::mutex> lock(comm->mutex());
   if (comm->progress() != ncclSuccess) return ncclRemoteError;
   if (!req->error.empty()) return req->is_send ? ncclInvalidUsage : ncclRemoteError;
   if (!req->done()) return comm->checkLiveness() == ncclSuccess ? ncclSuccess : ncclRemoteError;

@@ -17,6 +17,8 @@ namespace epyard::net {
     "Endpoints (rails) per connection; large messages are striped across them")              \
   X(EPYARD_NET_MIN_STRIPE_BYTES, min_stripe_bytes, 262144, 4096, 1073741824,                 \
     "Messages smaller than this go on one rail; larger ones are split, each part >= this")   \
+  X(EPYARD_NET_PROGRESS_THREADS, progress_threads, 0, 0, 64,                                 \
+    "Threads that poll connected rails in the background; 0 = progress inside test()")        \
   X(EPYARD_NET_MAX_COMMS, max_comms, 65536, 1, 1048576,                                      \
     "Connections per device reported to NCCL (maxComms)")
 

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Builds the plugin, the perf binary and the NCCL check on the device machine, then measures
+# NCCL all_reduce / all-to-all across all GPUs with NCCL's Socket transport (default and
+# tuned) and with epyard, P2P and SHM off so every byte crosses the network plugin.
+# Usage (inside a `device` run, repo root): bash tests/device/net_plugin_gpu.sh [variants...]
+# Carry .deps (Debian's libfabric-dev .deb: the device has libfabric's runtime, no headers).
+# Logs and a summary land in $OUT (or /tmp/epyard-out).
+set -u
+OUT=${OUT:-/tmp/epyard-out}
+mkdir -p "$OUT"
+cd "$(dirname "$0")/../.."
+source tests/device/env.sh
+log() { echo "== $*" | tee -a "$OUT/summary.txt"; }
+
+lf=.deps/libfabric
+if [ ! -f "$lf/usr/include/rdma/fabric.h" ]; then
+  mkdir -p "$lf" && dpkg -x .deps/libfabric-dev_*.deb "$lf" || { log "no libfabric-dev .deb in .deps"; exit 1; }
+fi
+export EPYARD_LIBFABRIC_INCLUDE=$PWD/$lf/usr/include
+log "GPUs: $(nvidia-smi -L | wc -l); $(nvidia-smi -L | head -1)"
+cmake -S . -B build-dev -G Ninja -DCMAKE_BUILD_TYPE=Release -DEPYARD_WERROR=OFF \
+  -DCUDAToolkit_ROOT=/usr/local/cuda >"$OUT/build.log" 2>&1 &&
+  ninja -C build-dev nccl-net-epyard epyard_net_perf epyard_nccl_check >>"$OUT/build.log" 2>&1 ||
+  { log "build failed (see build.log)"; tail -30 "$OUT/build.log"; exit 1; }
+log "build ok"
+
+export FI_TCP_IFACE=lo EPYARD_OFI_PROVIDER="tcp;ofi_rxm"
+export LD_LIBRARY_PATH=$PWD/build-dev/plugin:$LD_LIBRARY_PATH
+ngpu=$(nvidia-smi -L | wc -l)
+BYTES=${BYTES:-1G} ITERS=${ITERS:-10}
+
+run_nccl() {  # label, then env assignments
+  local label=$1; shift
+  log "nccl $label: $*"
+  env "$@" NCCL_P2P_DISABLE=1 NCCL_SHM_DISABLE=1 NCCL_NVLS_ENABLE=0 NCCL_DEBUG=INFO \
+    NCCL_DEBUG_SUBSYS=INIT,NET timeout 200 ./build-dev/tests/nccl/epyard_nccl_check \
+    --nranks "$ngpu" --force-net --bytes "$BYTES" --a2a-bytes 256M --iters "$ITERS" \
+    --label "$label" >"$OUT/nccl_$label.log" 2>&1
+  local rc=$?
+  grep -a -m1 -oE "Using network [A-Za-z_]+" "$OUT/nccl_$label.log" | tee -a "$OUT/summary.txt"
+  grep -a -E "^RESULT|^ *(allreduce|alltoall)" "$OUT/nccl_$label.log" | tee -a "$OUT/summary.txt"
+  [ $rc -eq 0 ] || { log "$label exited $rc"; grep -a -E "WARN|FAIL|error|signal" "$OUT/nccl_$label.log" | head -8 | tee -a "$OUT/summary.txt"; }
+}
+
+variants=${*:-"socket socket-tuned ep-r1 ep-r4 ep-r4-t4 ep-r2-t8"}
+for v in $variants; do
+  case $v in
+    socket) run_nccl socket NCCL_NET=Socket ;;
+    socket-tuned) run_nccl socket-tuned NCCL_NET=Socket NCCL_SOCKET_NTHREADS=8 NCCL_NSOCKS_PERTHREAD=2 ;;
+    ep-*)  # ep-r<rails>[-t<threads>][-s<stripe bytes, K suffix ok>]
+      r=4 t=0 s=""
+      for f in $(echo "${v#ep-}" | tr '-' ' '); do
+        case $f in r*) r=${f#r} ;; t*) t=${f#t} ;; s*) s=${f#s}; s=${s%k}; s=$((s * 1024)) ;; esac
+      done
+      run_nccl "$v" NCCL_NET_PLUGIN=epyard NCCL_NET=epyard EPYARD_NET_RAILS=$r \
+        EPYARD_NET_PROGRESS_THREADS=$t ${s:+EPYARD_NET_MIN_STRIPE_BYTES=$s} ;;
+    perf*) t=${v#perf}; t=${t:-0}
+      log "epyard_net_perf --raw, progress threads ${t}"
+      EPYARD_NET_PROGRESS_THREADS=$t timeout 120 ./build-dev/perf/epyard_net_perf --raw -b 8 -e 64M -n 100 \
+        2>&1 | tee -a "$OUT/summary.txt" ;;
+  esac
+done
+log done
