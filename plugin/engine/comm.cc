@@ -25,8 +25,13 @@ bool Request::done() const {
   return true;
 }
 
-Comm::~Comm() {
+void Comm::stopThreadedProgress() {
   if (threaded_) ProgressThreads::instance()->detach(this);
+  threaded_ = false;
+}
+
+Comm::~Comm() {
+  stopThreadedProgress();  // normally already done by the closer, while the comm was whole
   rails_.clear();  // closes endpoints: nothing posted can complete into us afterwards
   for (size_t i = 0; i < block_reg_.size(); ++i) dev_->nics[i]->deregisterMemory(&block_reg_[i]);
   free(block_);

@@ -92,6 +92,9 @@ class Comm {
   Endpoint* railEndpoint(int rail) { return rails_[rail].ep.get(); }
   // Hands the rails to the progress threads (when EPYARD_NET_PROGRESS_THREADS > 0).
   void startThreadedProgress();
+  // Takes the rails back from the progress threads; call before destroying the comm (a thread
+  // must never dispatch into a half-destroyed object).
+  void stopThreadedProgress();
   // Progress threads: posts the writes queued for `rail` (takes the mutex itself).
   void postQueued(int rail);
   // Serialises the NCCL thread's calls with the progress threads' dispatch.

@@ -6,6 +6,7 @@
 #include <map>
 #include <mutex>
 #include <random>
+#include <thread>
 
 #include "engine/comm.h"
 #include "engine/log.h"
@@ -64,7 +65,12 @@ ncclResult_t netInit(ncclDebugLogger_t logger) {
   Engine& e = engine();
   std::lock_guard<std::mutex> lock(e.mutex);
   if (e.initialized) return ncclSuccess;
-  setParams(loadParams());
+  Params p = loadParams();
+  resolveAutoParams(&p, std::thread::hardware_concurrency());
+  setParams(p);
+  EPY_INFO(NCCL_INIT | NCCL_NET, "epyard: %lld rails per connection, %lld progress threads, "
+           "stripes of >= %lld bytes", (long long)p.rails, (long long)p.progress_threads,
+           (long long)p.min_stripe_bytes);
   ProgressThreads::configure(static_cast<int>(params().progress_threads));
   std::string why;
   e.transport = openOfiTransport(params().ofi_provider, &why);
@@ -322,6 +328,7 @@ ncclResult_t netTest(void* request, int* done, int* sizes) {
 ncclResult_t netCloseSend(void* send_comm) {
   auto* comm = asComm<SendComm>(send_comm, CommKind::kSend);
   if (comm == nullptr) return ncclInvalidArgument;
+  comm->stopThreadedProgress();
   delete comm;
   return ncclSuccess;
 }
@@ -329,6 +336,7 @@ ncclResult_t netCloseSend(void* send_comm) {
 ncclResult_t netCloseRecv(void* recv_comm) {
   auto* comm = asComm<RecvComm>(recv_comm, CommKind::kRecv);
   if (comm == nullptr) return ncclInvalidArgument;
+  comm->stopThreadedProgress();
   delete comm;
   return ncclSuccess;
 }

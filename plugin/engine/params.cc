@@ -1,6 +1,7 @@
 #include "engine/params.h"
 
 #include <cerrno>
+#include <algorithm>
 #include <cstdlib>
 
 #include "engine/log.h"
@@ -44,6 +45,11 @@ Params loadParams() {
     if (const char* fi = getenv("FI_PROVIDER")) p.ofi_provider = fi;
   }
   return p;
+}
+
+void resolveAutoParams(Params* p, unsigned cores) {
+  if (p->progress_threads < 0) p->progress_threads = cores < 16 ? 0 : std::min(8u, cores / 8);
+  if (p->rails == 0) p->rails = p->progress_threads > 0 ? 8 : 1;
 }
 
 const Params& params() { return g_params; }

@@ -13,12 +13,13 @@ namespace epyard::net {
 #define EPYARD_NET_INT_PARAMS(X)                                                               \
   X(EPYARD_NET_TIMEOUT_MS, timeout_ms, 30000, 1, 86400000,                                   \
     "A request whose peer shows no sign of life for this long fails; also bounds connect")    \
-  X(EPYARD_NET_RAILS, rails, 4, 1, 8,                                                        \
-    "Endpoints (rails) per connection; large messages are striped across them")              \
-  X(EPYARD_NET_MIN_STRIPE_BYTES, min_stripe_bytes, 262144, 4096, 1073741824,                 \
+  X(EPYARD_NET_RAILS, rails, 0, 0, 8,                                                        \
+    "Endpoints (rails) per connection, striped; 0 = 8 with progress threads, else 1")         \
+  X(EPYARD_NET_MIN_STRIPE_BYTES, min_stripe_bytes, 65536, 4096, 1073741824,                  \
     "Messages smaller than this go on one rail; larger ones are split, each part >= this")   \
-  X(EPYARD_NET_PROGRESS_THREADS, progress_threads, 0, 0, 64,                                 \
-    "Threads that poll connected rails in the background; 0 = progress inside test()")        \
+  X(EPYARD_NET_PROGRESS_THREADS, progress_threads, -1, -1, 64,                                \
+    "Threads polling rails in the background; 0 = progress inside test(); -1 = auto "         \
+    "(min(8, cores/8), 0 below 16 cores)")                                                    \
   X(EPYARD_NET_MAX_COMMS, max_comms, 65536, 1, 1048576,                                      \
     "Connections per device reported to NCCL (maxComms)")
 
@@ -42,6 +43,9 @@ Params loadParams();
 // The parameters the plugin was initialised with (loadParams() at the first init).
 const Params& params();
 void setParams(const Params& p);
+
+// Resolves the "auto" values (-1 threads, 0 rails) for a machine with `cores` CPUs.
+void resolveAutoParams(Params* p, unsigned cores);
 
 // Parses a decimal integer in [lo, hi]; false (and *out untouched) on anything else.
 bool parseIntParam(const char* text, int64_t lo, int64_t hi, int64_t* out);

@@ -52,3 +52,29 @@ TEST(LoadParams, FallsBackToFiProvider) {
 
 }  // namespace
 }  // namespace epyard::net
+
+namespace epyard::net {
+namespace {
+
+TEST(ResolveAutoParams, ThreadsFollowCoresAndRailsFollowThreads) {
+  Params p;  // defaults: threads auto (-1), rails auto (0)
+  resolveAutoParams(&p, 2);
+  EXPECT_EQ(p.progress_threads, 0) << "no background threads on a small machine";
+  EXPECT_EQ(p.rails, 1);
+  Params big;
+  resolveAutoParams(&big, 64);
+  EXPECT_EQ(big.progress_threads, 8);
+  EXPECT_EQ(big.rails, 8);
+  Params mid;
+  resolveAutoParams(&mid, 16);
+  EXPECT_EQ(mid.progress_threads, 2);
+  Params set;
+  set.progress_threads = 3;
+  set.rails = 2;
+  resolveAutoParams(&set, 64);
+  EXPECT_EQ(set.progress_threads, 3) << "explicit values are kept";
+  EXPECT_EQ(set.rails, 2);
+}
+
+}  // namespace
+}  // namespace epyard::net
