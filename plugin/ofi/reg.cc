@@ -1,9 +1,28 @@
 // Memory registration with one libfabric domain.
+#include <dlfcn.h>
+
 #include <cstring>
 
 #include "ofi/ofi.h"
 
 namespace epyard::net::ofi {
+namespace {
+
+// The CUDA device that owns `ptr`, from the driver (opened lazily; -1 when unknown).
+int cudaDeviceOf(void* ptr) {
+  using GetAttribute = int (*)(void* data, int attribute, uint64_t ptr);
+  static GetAttribute get = [] {
+    void* lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+    return lib ? reinterpret_cast<GetAttribute>(dlsym(lib, "cuPointerGetAttribute")) : nullptr;
+  }();
+  constexpr int kDeviceOrdinal = 9;  // CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL
+  int device = -1;
+  if (get == nullptr || get(&device, kDeviceOrdinal, reinterpret_cast<uint64_t>(ptr)) != 0)
+    return -1;
+  return device;
+}
+
+}  // namespace
 
 bool OfiNic::registerMemory(void* addr, size_t len, int ptr_type, int dmabuf_fd,
                             uint64_t dmabuf_offset, MemoryRegistration* out,
@@ -23,7 +42,16 @@ bool OfiNic::registerMemory(void* addr, size_t len, int ptr_type, int dmabuf_fd,
   attr.iov_count = 1;
   attr.access = FI_SEND | FI_RECV | FI_WRITE | FI_READ | FI_REMOTE_WRITE | FI_REMOTE_READ;
   attr.requested_key = next_key_.fetch_add(1);
-  attr.iface = (ptr_type == NCCL_PTR_HOST) ? FI_HMEM_SYSTEM : FI_HMEM_CUDA;
+  attr.iface = FI_HMEM_SYSTEM;
+  if (ptr_type == NCCL_PTR_CUDA) {
+    int device = cudaDeviceOf(addr);
+    if (device < 0) {
+      *error = "cannot tell which CUDA device owns this pointer (is it device memory?)";
+      return false;
+    }
+    attr.iface = FI_HMEM_CUDA;
+    attr.device.cuda = device;
+  }
   struct fid_mr* mr = nullptr;
   int rc = fi_mr_regattr(domain_, &attr, 0, &mr);
   if (rc != 0) {
