@@ -15,7 +15,7 @@ namespace epyard::net {
     "A request whose peer shows no sign of life for this long fails; also bounds connect")    \
   X(EPYARD_NET_RAILS, rails, 0, 0, 8,                                                        \
     "Endpoints (rails) per connection, striped; 0 = 8 with progress threads, else 1")         \
-  X(EPYARD_NET_MIN_STRIPE_BYTES, min_stripe_bytes, 65536, 4096, 1073741824,                  \
+  X(EPYARD_NET_MIN_STRIPE_BYTES, min_stripe_bytes, 131072, 4096, 1073741824,                 \
     "Messages smaller than this go on one rail; larger ones are split, each part >= this")   \
   X(EPYARD_NET_PROGRESS_THREADS, progress_threads, -1, -1, 64,                                \
     "Threads polling rails in the background; 0 = progress inside test(); -1 = auto "         \

@@ -64,7 +64,8 @@ ncclResult_t RecvComm::irecv(int n, void** data, const size_t* sizes, const int*
   if (progress() != ncclSuccess) return ncclSystemError;
   const uint32_t slot = static_cast<uint32_t>(recv_seq_ % kMaxRequests);
   Request* req = &requests_[slot];
-  if (req->in_use) return ncclSuccess;  // 32 receives outstanding: retry later
+  if (req->in_use)  // 32 receives outstanding: retry later
+    return checkLiveness() == ncclSuccess ? ncclSuccess : ncclSystemError;
   req->in_use = true;
   req->is_send = false;
   req->error.clear();

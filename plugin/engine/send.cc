@@ -101,7 +101,9 @@ ncclResult_t SendComm::isend(void* data, size_t size, int tag, RegEntry* reg, Re
   if (progress() != ncclSuccess) return ncclSystemError;
   const uint32_t slot = static_cast<uint32_t>(send_seq_ % kMaxRequests);
   if (!current_valid_) {
-    if (!cts_arrived_[slot]) return ncclSuccess;  // receiver has not posted yet: retry later
+    // The receiver has not posted yet: NCCL retries later. Waiting on a peer that died
+    // must still end, so the liveness policy runs here too.
+    if (!cts_arrived_[slot]) return checkLiveness() == ncclSuccess ? ncclSuccess : ncclSystemError;
     current_ = block_->ring[slot];
     if (current_.seq != send_seq_ || current_.count == 0 || current_.count > kMaxRecvs) {
       fail("protocol error: CTS slot " + std::to_string(slot) + " holds sequence " +
@@ -131,7 +133,8 @@ ncclResult_t SendComm::isend(void* data, size_t size, int tag, RegEntry* reg, Re
       break;
     }
   }
-  if (req == nullptr) return ncclSuccess;  // all 32 requests busy: retry later
+  if (req == nullptr)  // all 32 requests busy: retry later
+    return checkLiveness() == ncclSuccess ? ncclSuccess : ncclSystemError;
   req->in_use = true;
   req->is_send = true;
   req->error.clear();

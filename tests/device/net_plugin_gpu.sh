@@ -38,26 +38,31 @@ run_nccl() {  # label, then env assignments
     --label "$label" >"$OUT/nccl_$label.log" 2>&1
   local rc=$?
   grep -a -m1 -oE "Using network [A-Za-z_]+" "$OUT/nccl_$label.log" | tee -a "$OUT/summary.txt"
+  grep -a -m1 -oE "epyard: [0-9]+ rails per connection.*" "$OUT/nccl_$label.log" | tee -a "$OUT/summary.txt"
   grep -a -E "^RESULT|^ *(allreduce|alltoall)" "$OUT/nccl_$label.log" | tee -a "$OUT/summary.txt"
   [ $rc -eq 0 ] || { log "$label exited $rc"; grep -a -E "WARN|FAIL|error|signal" "$OUT/nccl_$label.log" | head -8 | tee -a "$OUT/summary.txt"; }
 }
 
-variants=${*:-"socket socket-tuned ep-r1 ep-r4 ep-r4-t4 ep-r2-t8"}
+variants=${*:-"socket socket-tuned ep perf"}
 for v in $variants; do
   case $v in
     socket) run_nccl socket NCCL_NET=Socket ;;
     socket-tuned) run_nccl socket-tuned NCCL_NET=Socket NCCL_SOCKET_NTHREADS=8 NCCL_NSOCKS_PERTHREAD=2 ;;
-    ep-*)  # ep-r<rails>[-t<threads>][-s<stripe bytes, K suffix ok>]
-      r=4 t=0 s=""
-      for f in $(echo "${v#ep-}" | tr '-' ' '); do
-        case $f in r*) r=${f#r} ;; t*) t=${f#t} ;; s*) s=${f#s}; s=${s%k}; s=$((s * 1024)) ;; esac
+    ep|ep-*)  # ep = the plugin's defaults; ep-r<rails>-t<threads>-s<stripe KiB>k overrides
+      set -- NCCL_NET_PLUGIN=epyard NCCL_NET=epyard
+      for f in $(echo "${v#ep}" | tr '-' ' '); do
+        case $f in
+          r*) set -- "$@" EPYARD_NET_RAILS="${f#r}" ;;
+          t*) set -- "$@" EPYARD_NET_PROGRESS_THREADS="${f#t}" ;;
+          s*) s=${f#s}; set -- "$@" EPYARD_NET_MIN_STRIPE_BYTES=$(( ${s%k} * 1024 )) ;;
+        esac
       done
-      run_nccl "$v" NCCL_NET_PLUGIN=epyard NCCL_NET=epyard EPYARD_NET_RAILS=$r \
-        EPYARD_NET_PROGRESS_THREADS=$t ${s:+EPYARD_NET_MIN_STRIPE_BYTES=$s} ;;
-    perf*) t=${v#perf}; t=${t:-0}
-      log "epyard_net_perf --raw, progress threads ${t}"
-      EPYARD_NET_PROGRESS_THREADS=$t timeout 120 ./build-dev/perf/epyard_net_perf --raw -b 8 -e 64M -n 100 \
-        2>&1 | tee -a "$OUT/summary.txt" ;;
+      run_nccl "$v" "$@" ;;
+    perf*)  # perf = defaults; perf<N> = N progress threads
+      t=${v#perf}
+      log "epyard_net_perf --raw${t:+, EPYARD_NET_PROGRESS_THREADS=$t}"
+      env ${t:+EPYARD_NET_PROGRESS_THREADS=$t} timeout 120 ./build-dev/perf/epyard_net_perf --raw \
+        -b 8 -e 64M -n 100 2>&1 | tee -a "$OUT/summary.txt" ;;
   esac
 done
 log done
