@@ -19,6 +19,7 @@ namespace epyard::net {
 struct Device {
   std::string name;
   std::vector<Nic*> nics;  // a virtual device stripes its rails over several NICs
+  std::vector<int> members;  // the physical devices it is made of (itself, when physical)
   std::unique_ptr<RegCache> cache;
 };
 

@@ -50,10 +50,11 @@ RegEntry* asReg(void* mhandle) {
   return (r != nullptr && r->magic == RegEntry::kMagic) ? r : nullptr;
 }
 
-Device makeDevice(std::string name, std::vector<Nic*> nics) {
+Device makeDevice(std::string name, std::vector<Nic*> nics, std::vector<int> members) {
   Device d;
   d.name = std::move(name);
   d.nics = std::move(nics);
+  d.members = std::move(members);
   d.cache = std::make_unique<RegCache>(d.nics);
   return d;
 }
@@ -79,7 +80,7 @@ ncclResult_t netInit(ncclDebugLogger_t logger) {
   } else {
     for (int i = 0; i < e.transport->numNics(); ++i) {
       Nic* nic = e.transport->nic(i);
-      e.devices.push_back(makeDevice(nic->info().name, {nic}));
+      e.devices.push_back(makeDevice(nic->info().name, {nic}, {i}));
     }
   }
   e.initialized = true;
@@ -126,6 +127,9 @@ ncclResult_t netGetProperties(int dev, NetProperties* props) {
   props->max_p2p_bytes = limit;
   props->max_coll_bytes = limit;
   props->max_multi_request = 1;
+  props->vdev_count = static_cast<int>(d->members.size());
+  for (size_t i = 0; i < d->members.size() && i < NCCL_NET_MAX_DEVS_PER_NIC; ++i)
+    props->vdevs[i] = d->members[i];
   return ncclSuccess;
 }
 
@@ -357,6 +361,7 @@ ncclResult_t netMakeVDevice(int* dev, int ndevs, const int* devs) {
   Engine& e = engine();
   std::lock_guard<std::mutex> lock(e.mutex);
   std::vector<Nic*> nics;
+  std::vector<int> members;
   std::string name;
   for (int i = 0; i < ndevs; ++i) {
     if (devs[i] < 0 || devs[i] >= static_cast<int>(e.devices.size())) {
@@ -365,9 +370,15 @@ ncclResult_t netMakeVDevice(int* dev, int ndevs, const int* devs) {
     }
     const Device& d = e.devices[devs[i]];
     for (Nic* nic : d.nics) nics.push_back(nic);
+    members.insert(members.end(), d.members.begin(), d.members.end());
     name += (i ? "+" : "") + d.name;
   }
-  e.devices.push_back(makeDevice(name, nics));
+  if (members.size() > NCCL_NET_MAX_DEVS_PER_NIC) {
+    EPY_WARN("epyard: makeVDevice: %zu NICs in one virtual device; at most %d", members.size(),
+             NCCL_NET_MAX_DEVS_PER_NIC);
+    return ncclInvalidArgument;
+  }
+  e.devices.push_back(makeDevice(name, nics, members));
   *dev = static_cast<int>(e.devices.size()) - 1;
   EPY_INFO(NCCL_INIT | NCCL_NET, "epyard: virtual device %d = %s", *dev, name.c_str());
   return ncclSuccess;

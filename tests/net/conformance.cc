@@ -28,19 +28,19 @@ TEST_P(NetBasics, DevicesAndProperties) {
     for (int dev = 0; dev < ndev; ++dev) {
       NetProperties p;
       NT_REQUIRE_OK(role.net.getProperties(dev, &p));
-      note("dev %d: name=%s pciPath=%s guid=0x%llx ptrSupport=0x%x regIsGlobal=%d speed=%d "
-           "port=%d latency=%.2f maxComms=%d maxRecvs=%d netDeviceType=%d forceFlush=%d "
-           "maxP2pBytes=%zu maxCollBytes=%zu maxMultiRequestSize=%d",
-           dev, p.name.c_str(), p.pci_path.c_str(), static_cast<unsigned long long>(p.guid),
-           p.ptr_support, p.reg_is_global, p.speed, p.port, p.latency, p.max_comms,
-           p.max_recvs, p.net_device_type, p.force_flush, p.max_p2p_bytes, p.max_coll_bytes,
-           p.max_multi_request_size);
+      note(
+          "dev %d: name=%s pciPath=%s guid=0x%llx ptrSupport=0x%x regIsGlobal=%d speed=%d "
+          "port=%d latency=%.2f maxComms=%d maxRecvs=%d netDeviceType=%d forceFlush=%d "
+          "maxP2pBytes=%zu maxCollBytes=%zu maxMultiRequestSize=%d",
+          dev, p.name.c_str(), p.pci_path.c_str(), static_cast<unsigned long long>(p.guid),
+          p.ptr_support, p.reg_is_global, p.speed, p.port, p.latency, p.max_comms, p.max_recvs,
+          p.net_device_type, p.force_flush, p.max_p2p_bytes, p.max_coll_bytes,
+          p.max_multi_request_size);
       NT_EXPECT(!p.name_is_null && !p.name.empty(), "dev %d: name is %s", dev,
                 p.name_is_null ? "NULL" : "empty");
       NT_EXPECT(p.ptr_support & NCCL_PTR_HOST, "dev %d: ptrSupport 0x%x lacks NCCL_PTR_HOST", dev,
                 p.ptr_support);
-      NT_EXPECT(p.max_recvs >= 8, "dev %d: maxRecvs is %d, expected at least 8", dev,
-                p.max_recvs);
+      NT_EXPECT(p.max_recvs >= 8, "dev %d: maxRecvs is %d, expected at least 8", dev, p.max_recvs);
       NT_EXPECT(p.speed > 0, "dev %d: speed is %d Mbps, expected > 0", dev, p.speed);
       NT_EXPECT(p.reg_is_global == 1, "dev %d: regIsGlobal is %d, expected 1", dev,
                 p.reg_is_global);
@@ -69,8 +69,7 @@ TEST_P(NetBasics, DevicesAndProperties) {
 // Sizes from empty to 64 MiB, each received into a receive of exactly its size: the receiver
 // checks every byte, the reported size, and that nothing past the message was written.
 TEST_P(NetTransfer, MessageSizes) {
-  static const size_t kSizes[] = {0,         1,       7,        4 * kKiB,
-                                  64 * kKiB + 3, kMiB, 16 * kMiB, 64 * kMiB};
+  static const size_t kSizes[] = {0, 1, 7, 4 * kKiB, 64 * kKiB + 3, kMiB, 16 * kMiB, 64 * kMiB};
   constexpr size_t kGuard = 4096;
   constexpr size_t kBufferSize = 64 * kMiB + kGuard;
   auto seed = [](size_t i) { return 0x5100 + i; };
@@ -143,7 +142,8 @@ TEST_P(NetTransfer, ThirtyTwoRequestsInFlight) {
             NT_EXPECT(sizes[0] == static_cast<int>(want),
                       "round %d receive %zu: test() reported size %d, expected %zu", round, slot,
                       sizes[0], want);
-            std::string bad = checkPattern(buf.data() + slot * kSlotBytes, want, seedOf(round, slot));
+            std::string bad =
+                checkPattern(buf.data() + slot * kSlotBytes, want, seedOf(round, slot));
             NT_EXPECT(bad.empty(), "round %d receive %zu (%zu bytes): %s", round, slot, want,
                       bad.c_str());
           };
@@ -228,11 +228,11 @@ TEST_P(NetTransfer, MultiReceiveMatchesTags) {
                       "round %d buffer %d (tag %d): test() reported size %d, expected %zu", round,
                       k, tags[k], got[k], want);
             std::string bad = checkPattern(data[k], want, seedOf(round, k));
-            NT_EXPECT(bad.empty(), "round %d buffer %d (tag %d, %zu bytes): %s", round, k,
-                      tags[k], want, bad.c_str());
+            NT_EXPECT(bad.empty(), "round %d buffer %d (tag %d, %zu bytes): %s", round, k, tags[k],
+                      want, bad.c_str());
             bad = checkFilled(static_cast<uint8_t*>(data[k]) + want, kSlotBytes - want, kSentinel);
-            NT_EXPECT(bad.empty(), "round %d buffer %d (tag %d): written past %zu bytes: %s",
-                      round, k, tags[k], want, bad.c_str());
+            NT_EXPECT(bad.empty(), "round %d buffer %d (tag %d): written past %zu bytes: %s", round,
+                      k, tags[k], want, bad.c_str());
           }
         }
         buf.deregister(role);

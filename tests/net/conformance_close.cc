@@ -112,10 +112,11 @@ TEST_P(NetClose, CloseRecvWithReceivesInFlight) {
         int size = -1;
         if (request) result = waitOutcome(role, request, &size, deadline, &done);
         // Any of these is acceptable here; what matters is that closeSend below returns.
-        note("send to a closed receiver: %s", result != ncclSuccess ? resultName(result).c_str()
-                                              : done    ? "completed"
-                                              : request ? "still pending"
-                                                        : "isend kept returning no request");
+        std::string outcome = resultName(result);
+        if (result == ncclSuccess) {
+          outcome = done ? "completed" : request ? "still pending" : "no request from isend";
+        }
+        note("send to a closed receiver: %s", outcome.c_str());
         phase("closeSend with a send to a closed receiver outstanding");
         NT_REQUIRE_OK(role.net.closeSend(comm));
         buf.abandonRegistration();

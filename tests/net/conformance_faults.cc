@@ -17,7 +17,6 @@ namespace {
 
 using NetFaults = NetCase;
 
-constexpr size_t kKiB = 1024;
 constexpr size_t kMiB = 1024 * 1024;
 constexpr Millis kErrorBudget{kNetTimeoutMs + kNetTimeoutSlackMs};
 // How long the error cases keep waiting past the budget, so a late error is reported with its
@@ -27,12 +26,12 @@ constexpr Millis kOverrun{5000};
 // How a transfer that is expected to fail ended.
 struct Outcome {
   ncclResult_t result = ncclSuccess;
-  bool done = false;          // completed successfully
-  bool got_request = false;   // isend/irecv handed out a request
-  int size = -1;              // size test() reported, when done
-  int64_t elapsed_ms = 0;     // from `start`
-  std::string where;          // the call that returned the error, or why none came
-  std::string history;        // earlier steps of the same wait, for the message
+  bool done = false;         // completed successfully
+  bool got_request = false;  // isend/irecv handed out a request
+  int size = -1;             // size test() reported, when done
+  int64_t elapsed_ms = 0;    // from `start`
+  std::string where;         // the call that returned the error, or why none came
+  std::string history;       // earlier steps of the same wait, for the message
 
   bool failed() const { return result != ncclSuccess; }
   std::string describe() const {
@@ -141,8 +140,8 @@ void sendLargerThanReceive(int version, size_t sent) {
     std::string what = formatString("receiver, %zu bytes sent into %zu posted", sent, kPosted);
     expectTimelyError(out, warns, what.c_str());
     std::string bad = checkFilled(buf.data() + kPosted, buffer_bytes - kPosted, kSentinel);
-    NT_EXPECT(bad.empty(), "%s: receive overflowed the posted %zu bytes: %s", what.c_str(),
-              kPosted, bad.c_str());
+    NT_EXPECT(bad.empty(), "%s: receive overflowed the posted %zu bytes: %s", what.c_str(), kPosted,
+              bad.c_str());
     phase("sync before closing");
     role.peer.signal(kMsgDone);
     role.peer.await(kMsgDone, Deadline(kErrorBudget + kOverrun + kOverrun));
@@ -192,9 +191,9 @@ void* postTransfer(Role& role, void* comm, bool is_sender, HostBuffer& buf,
   void* mhandle = buf.mhandle();
   size_t size = kKillTransferBytes;
   int tag = 3;
-  return is_sender ? postSend(role, comm, data, size, tag, mhandle, deadline, "isend", progress)
-                   : postRecv(role, comm, 1, &data, &size, &tag, &mhandle, deadline, "irecv",
-                              progress);
+  return is_sender
+             ? postSend(role, comm, data, size, tag, mhandle, deadline, "isend", progress)
+             : postRecv(role, comm, 1, &data, &size, &tag, &mhandle, deadline, "irecv", progress);
 }
 
 // The victim: one transfer, then (kInFlight) keeps its window full or (kIdle) sleeps, until the
@@ -218,8 +217,8 @@ void transferUntilKilled(Role& role, void* comm, bool is_sender, KillMode mode) 
     auto progress = [&] { set.progress(role, "transfer before the kill"); };
     while (!deadline.expired()) {
       for (size_t slot = 0; slot < kKillWindow; ++slot) {
-        if (!set.busy(slot)) set.post(slot, postTransfer(role, comm, is_sender, buf, deadline,
-                                                         progress));
+        if (!set.busy(slot))
+          set.post(slot, postTransfer(role, comm, is_sender, buf, deadline, progress));
       }
       progress();
       sched_yield();
@@ -245,8 +244,8 @@ Outcome outcomeAfterKill(Role& role, void* comm, bool is_sender, HostBuffer& buf
       out.elapsed_ms = millisSince(start);
       if (out.failed()) {
         out.where = "test";
-        out.history = formatString("%zu of %zu requests in flight completed first; ", completed,
-                                   in_flight);
+        out.history =
+            formatString("%zu of %zu requests in flight completed first; ", completed, in_flight);
         return out;
       }
       if (done) {
@@ -260,14 +259,13 @@ Outcome outcomeAfterKill(Role& role, void* comm, bool is_sender, HostBuffer& buf
     out.where = formatString("test kept reporting %zu requests not done", pending.size());
     return out;
   }
-  std::string history =
-      in_flight == 0 ? std::string("nothing was in flight at the kill; ")
-                     : formatString("all %zu requests in flight completed; ", in_flight);
+  std::string history = in_flight == 0
+                            ? std::string("nothing was in flight at the kill; ")
+                            : formatString("all %zu requests in flight completed; ", in_flight);
   void* data = buf.data();
-  out = is_sender ? sendOutcome(role, comm, data, kKillTransferBytes, 3, buf.mhandle(), start,
-                                deadline)
-                  : recvOutcome(role, comm, data, kKillTransferBytes, 3, buf.mhandle(), start,
-                                deadline);
+  out = is_sender
+            ? sendOutcome(role, comm, data, kKillTransferBytes, 3, buf.mhandle(), start, deadline)
+            : recvOutcome(role, comm, data, kKillTransferBytes, 3, buf.mhandle(), start, deadline);
   out.history = history + "then a new " + (is_sender ? "send: " : "receive: ");
   return out;
 }
@@ -300,10 +298,9 @@ void killPeer(Role& role, void* comm, bool is_sender, KillMode mode) {
   phase("waiting for an error after the kill");
   Outcome out = outcomeAfterKill(role, comm, is_sender, buf, pending, start,
                                  Deadline(kErrorBudget + kOverrun));
-  std::string what = formatString("%s after the %s was SIGKILLed (%s)",
-                                  is_sender ? "sender" : "receiver",
-                                  is_sender ? "receiver" : "sender",
-                                  mode == KillMode::kIdle ? "idle" : "transfers in flight");
+  std::string what = formatString(
+      "%s after the %s was SIGKILLed (%s)", is_sender ? "sender" : "receiver",
+      is_sender ? "receiver" : "sender", mode == KillMode::kIdle ? "idle" : "transfers in flight");
   expectTimelyError(out, warns, what.c_str());
   buf.deregister(role);
 }
@@ -341,9 +338,7 @@ TEST_P(NetFaults, ReceiverKilledSenderSeesError) {
 TEST_P(NetFaults, ReceiveFromIdleKilledSenderFails) {
   runKillCase(version(), false, KillMode::kIdle);
 }
-TEST_P(NetFaults, SendToIdleKilledReceiverFails) {
-  runKillCase(version(), true, KillMode::kIdle);
-}
+TEST_P(NetFaults, SendToIdleKilledReceiverFails) { runKillCase(version(), true, KillMode::kIdle); }
 
 // ---- corrupted handles ------------------------------------------------------------------------
 
@@ -402,8 +397,9 @@ TEST_P(NetFaults, CorruptedHandles) {
                  resultName(result).c_str());
             listener_failed = true;
           } else if (comm != nullptr) {
-            NT_EXPECT(false, "accept produced a recv comm although the sender only used "
-                             "corrupted handles");
+            NT_EXPECT(false,
+                      "accept produced a recv comm although the sender only used "
+                      "corrupted handles");
             role.net.closeRecv(comm);
           }
           backoff.idle();
@@ -432,8 +428,9 @@ TEST_P(NetFaults, CorruptedHandles) {
         int tag = 1;
         void* mhandle = buf.mhandle();
         int got = -1;
-        waitDone(role, postRecv(role, link.comm, 1, &data, &capacity, &tag, &mhandle,
-                                Deadline(kTransferTimeout), "irecv"),
+        waitDone(role,
+                 postRecv(role, link.comm, 1, &data, &capacity, &tag, &mhandle,
+                          Deadline(kTransferTimeout), "irecv"),
                  &got, Deadline(kTransferTimeout), "irecv");
         NT_EXPECT(got == 4096, "size %d after corrupted connects, expected 4096", got);
         std::string bad = checkPattern(buf.data(), 4096, 4242);
@@ -474,8 +471,9 @@ TEST_P(NetFaults, CorruptedHandles) {
         buf.registerWith(role, comm);
         fillPattern(buf.data(), 4096, 4242);
         int sent = -1;
-        waitDone(role, postSend(role, comm, buf.data(), 4096, 1, buf.mhandle(),
-                                Deadline(kTransferTimeout), "isend"),
+        waitDone(role,
+                 postSend(role, comm, buf.data(), 4096, 1, buf.mhandle(),
+                          Deadline(kTransferTimeout), "isend"),
                  &sent, Deadline(kTransferTimeout), "isend");
         buf.deregister(role);
         closeSendComm(role, comm);
@@ -501,9 +499,9 @@ void expectBadRegistrationsRejected(Role& role, void* comm, const char* comm_nam
     note("ptrSupport 0x%x includes NCCL_PTR_CUDA; the unsupported-type case is skipped",
          props.ptr_support);
   } else {
-    cases.push_back({formatString("host data with type NCCL_PTR_CUDA (ptrSupport 0x%x)",
-                                  props.ptr_support),
-                     buf.data(), 4096, NCCL_PTR_CUDA});
+    cases.push_back(
+        {formatString("host data with type NCCL_PTR_CUDA (ptrSupport 0x%x)", props.ptr_support),
+         buf.data(), 4096, NCCL_PTR_CUDA});
   }
   for (const Case& c : cases) {
     phase("regMr(%s) on the %s comm", c.what.c_str(), comm_name);
@@ -534,8 +532,9 @@ TEST_P(NetFaults, RegMrRejectsBadArguments) {
         int tag = 2;
         void* mhandle = buf.mhandle();
         int got = -1;
-        waitDone(role, postRecv(role, link.comm, 1, &data, &capacity, &tag, &mhandle,
-                                Deadline(kTransferTimeout), "irecv"),
+        waitDone(role,
+                 postRecv(role, link.comm, 1, &data, &capacity, &tag, &mhandle,
+                          Deadline(kTransferTimeout), "irecv"),
                  &got, Deadline(kTransferTimeout), "irecv");
         NT_EXPECT(got == 4096 && checkPattern(buf.data(), 4096, 99).empty(),
                   "message after rejected registrations: size %d, %s", got,
@@ -550,8 +549,9 @@ TEST_P(NetFaults, RegMrRejectsBadArguments) {
         buf.registerWith(role, comm);
         fillPattern(buf.data(), 4096, 99);
         int sent = -1;
-        waitDone(role, postSend(role, comm, buf.data(), 4096, 2, buf.mhandle(),
-                                Deadline(kTransferTimeout), "isend"),
+        waitDone(role,
+                 postSend(role, comm, buf.data(), 4096, 2, buf.mhandle(),
+                          Deadline(kTransferTimeout), "isend"),
                  &sent, Deadline(kTransferTimeout), "isend");
         buf.deregister(role);
         closeSendComm(role, comm);

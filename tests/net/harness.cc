@@ -271,12 +271,18 @@ void PeerChannel::recv(uint32_t kind, void* data, size_t size, Deadline deadline
   NT_REQUIRE(readFully(fd_, &header, sizeof(header), deadline, &why),
              "waiting for message kind %u from the %s: %s", kind, other, why.c_str());
   NT_REQUIRE(header.kind == kind && header.size == size,
-             "expected message kind %u (%zu bytes) from the %s, got kind %u (%u bytes)", kind,
-             size, other, header.kind, header.size);
+             "expected message kind %u (%zu bytes) from the %s, got kind %u (%u bytes)", kind, size,
+             other, header.kind, header.size);
   if (size > 0) {
     NT_REQUIRE(readFully(fd_, data, size, deadline, &why),
                "reading message kind %u from the %s: %s", kind, other, why.c_str());
   }
+}
+
+bool PeerChannel::peerGone() {
+  char byte;
+  ssize_t n = ::recv(fd_, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
 bool PeerChannel::readable() {

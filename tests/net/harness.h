@@ -61,6 +61,8 @@ class PeerChannel {
   void recv(uint32_t kind, void* data, size_t size, Deadline deadline);
   // True when a message is waiting to be read (does not read it).
   bool readable();
+  // True when the other role has exited (or crashed) and nothing is left to read from it.
+  bool peerGone();
   void signal(uint32_t kind) { send(kind, nullptr, 0); }
   void await(uint32_t kind, Deadline deadline) { recv(kind, nullptr, 0, deadline); }
 
@@ -118,26 +120,26 @@ std::string formatString(const char* fmt, ...) __attribute__((format(printf, 1, 
 
 }  // namespace epyard::nettest
 
-#define NT_EXPECT(cond, ...)                                                     \
-  do {                                                                           \
+#define NT_EXPECT(cond, ...)                                                        \
+  do {                                                                              \
     if (!(cond)) ::epyard::nettest::reportFailure(__FILE__, __LINE__, __VA_ARGS__); \
   } while (0)
 
-#define NT_REQUIRE(cond, ...)                                                  \
-  do {                                                                         \
+#define NT_REQUIRE(cond, ...)                                                     \
+  do {                                                                            \
     if (!(cond)) ::epyard::nettest::reportFatal(__FILE__, __LINE__, __VA_ARGS__); \
   } while (0)
 
-#define NT_REQUIRE_OK(expr)                                                     \
-  do {                                                                          \
-    ncclResult_t nt_result_ = (expr);                                           \
-    NT_REQUIRE(nt_result_ == ncclSuccess, "%s returned %s", #expr,              \
-               ::epyard::nettest::resultName(nt_result_).c_str());              \
+#define NT_REQUIRE_OK(expr)                                        \
+  do {                                                             \
+    ncclResult_t nt_result_ = (expr);                              \
+    NT_REQUIRE(nt_result_ == ncclSuccess, "%s returned %s", #expr, \
+               ::epyard::nettest::resultName(nt_result_).c_str()); \
   } while (0)
 
-#define NT_EXPECT_OK(expr)                                                      \
-  do {                                                                          \
-    ncclResult_t nt_result_ = (expr);                                           \
-    NT_EXPECT(nt_result_ == ncclSuccess, "%s returned %s", #expr,               \
-              ::epyard::nettest::resultName(nt_result_).c_str());               \
+#define NT_EXPECT_OK(expr)                                        \
+  do {                                                            \
+    ncclResult_t nt_result_ = (expr);                             \
+    NT_EXPECT(nt_result_ == ncclSuccess, "%s returned %s", #expr, \
+              ::epyard::nettest::resultName(nt_result_).c_str()); \
   } while (0)

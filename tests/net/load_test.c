@@ -80,27 +80,27 @@ static const void* find_table(void* lib, const char* symbol) {
  * getDeviceMr, irecvConsumed, makeVDevice, setNetAttr) may be NULL. */
 #define REQUIRE_ENTRY(table, symbol, field) \
   if ((table)->field == NULL) return fail("%s.%s is NULL", symbol, #field)
-#define REQUIRE_COMMON_ENTRIES(table, symbol)                                           \
-  do {                                                                                  \
-    if ((table)->name == NULL || strcmp((table)->name, "epyard") != 0)                  \
-      return fail("%s.name is \"%s\", expected \"epyard\"", symbol,                     \
-                  (table)->name ? (table)->name : "(null)");                            \
-    REQUIRE_ENTRY(table, symbol, init);                                                 \
-    REQUIRE_ENTRY(table, symbol, devices);                                              \
-    REQUIRE_ENTRY(table, symbol, getProperties);                                        \
-    REQUIRE_ENTRY(table, symbol, listen);                                               \
-    REQUIRE_ENTRY(table, symbol, connect);                                              \
-    REQUIRE_ENTRY(table, symbol, accept);                                               \
-    REQUIRE_ENTRY(table, symbol, regMr);                                                \
-    REQUIRE_ENTRY(table, symbol, deregMr);                                              \
-    REQUIRE_ENTRY(table, symbol, isend);                                                \
-    REQUIRE_ENTRY(table, symbol, irecv);                                                \
-    REQUIRE_ENTRY(table, symbol, iflush);                                               \
-    REQUIRE_ENTRY(table, symbol, test);                                                 \
-    REQUIRE_ENTRY(table, symbol, closeSend);                                            \
-    REQUIRE_ENTRY(table, symbol, closeRecv);                                            \
-    REQUIRE_ENTRY(table, symbol, closeListen);                                          \
-    printf("%s: name \"%s\"\n", symbol, (table)->name);                                 \
+#define REQUIRE_COMMON_ENTRIES(table, symbol)                          \
+  do {                                                                 \
+    if ((table)->name == NULL || strcmp((table)->name, "epyard") != 0) \
+      return fail("%s.name is \"%s\", expected \"epyard\"", symbol,    \
+                  (table)->name ? (table)->name : "(null)");           \
+    REQUIRE_ENTRY(table, symbol, init);                                \
+    REQUIRE_ENTRY(table, symbol, devices);                             \
+    REQUIRE_ENTRY(table, symbol, getProperties);                       \
+    REQUIRE_ENTRY(table, symbol, listen);                              \
+    REQUIRE_ENTRY(table, symbol, connect);                             \
+    REQUIRE_ENTRY(table, symbol, accept);                              \
+    REQUIRE_ENTRY(table, symbol, regMr);                               \
+    REQUIRE_ENTRY(table, symbol, deregMr);                             \
+    REQUIRE_ENTRY(table, symbol, isend);                               \
+    REQUIRE_ENTRY(table, symbol, irecv);                               \
+    REQUIRE_ENTRY(table, symbol, iflush);                              \
+    REQUIRE_ENTRY(table, symbol, test);                                \
+    REQUIRE_ENTRY(table, symbol, closeSend);                           \
+    REQUIRE_ENTRY(table, symbol, closeRecv);                           \
+    REQUIRE_ENTRY(table, symbol, closeListen);                         \
+    printf("%s: name \"%s\"\n", symbol, (table)->name);                \
   } while (0)
 
 static void print_properties(int dev, const ncclNetProperties_v11_t* p) {
@@ -142,10 +142,14 @@ int main(int argc, char** argv) {
   void* ctx = NULL;
   int ndev = -1;
   int dev;
+  int expect_none;
   ncclResult_t result;
 
-  if (argc != 2) {
-    fprintf(stderr, "usage: %s path/to/libnccl-net-epyard.so\n", argv[0]);
+  /* --expect-no-devices: the plugin must still load and init, and report zero devices (run
+   * with a provider that does not exist: NCCL then falls back to its own transports). */
+  expect_none = argc == 3 && strcmp(argv[2], "--expect-no-devices") == 0;
+  if (argc != 2 && !expect_none) {
+    fprintf(stderr, "usage: %s path/to/libnccl-net-epyard.so [--expect-no-devices]\n", argv[0]);
     return 2;
   }
   lib = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
@@ -162,17 +166,24 @@ int main(int argc, char** argv) {
   REQUIRE_COMMON_ENTRIES(v11, "ncclNetPlugin_v11");
   REQUIRE_ENTRY(v11, "ncclNetPlugin_v11", finalize);
 
-  printf("ncclNetPlugin_v11 optional entries: regMrDmaBuf %s, getDeviceMr %s, irecvConsumed %s, "
-         "makeVDevice %s, setNetAttr %s\n",
-         v11->regMrDmaBuf ? "set" : "NULL", v11->getDeviceMr ? "set" : "NULL",
-         v11->irecvConsumed ? "set" : "NULL", v11->makeVDevice ? "set" : "NULL",
-         v11->setNetAttr ? "set" : "NULL");
+  printf(
+      "ncclNetPlugin_v11 optional entries: regMrDmaBuf %s, getDeviceMr %s, irecvConsumed %s, "
+      "makeVDevice %s, setNetAttr %s\n",
+      v11->regMrDmaBuf ? "set" : "NULL", v11->getDeviceMr ? "set" : "NULL",
+      v11->irecvConsumed ? "set" : "NULL", v11->makeVDevice ? "set" : "NULL",
+      v11->setNetAttr ? "set" : "NULL");
 
   config.trafficClass = NCCL_NET_TRAFFIC_CLASS_UNDEF;
   result = v11->init(&ctx, 0x65707961726400ull, &config, logger, profiler);
   if (result != ncclSuccess) return fail("ncclNetPlugin_v11.init returned %d", (int)result);
   result = v11->devices(&ndev);
   if (result != ncclSuccess) return fail("ncclNetPlugin_v11.devices returned %d", (int)result);
+  if (expect_none) {
+    if (ndev != 0) return fail("expected no devices, the plugin reported %d", ndev);
+    v11->finalize(ctx);
+    printf("epyard_net_load_c: OK (no devices, as expected)\n");
+    return 0;
+  }
   if (ndev < 1) return fail("ncclNetPlugin_v11.devices reported %d devices", ndev);
   printf("%d device(s)\n", ndev);
   for (dev = 0; dev < ndev; ++dev) {
@@ -183,6 +194,11 @@ int main(int argc, char** argv) {
       return fail("ncclNetPlugin_v11.getProperties(%d) returned %d", dev, (int)result);
     }
     print_properties(dev, &props);
+    /* A physical device names itself as its only member (NCCL reads vProps when the plugin
+     * offers makeVDevice). */
+    if (props.vProps.ndevs != 1 || props.vProps.devs[0] != dev)
+      return fail("device %d: vProps should be {1, [%d]}, got ndevs %d", dev, dev,
+                  props.vProps.ndevs);
   }
   result = v11->finalize(ctx);
   if (result != ncclSuccess) return fail("ncclNetPlugin_v11.finalize returned %d", (int)result);

@@ -187,9 +187,7 @@ class VersionedNetApi final : public NetApi {
 
   ncclResult_t closeSend(void* send_comm) override { return table_->closeSend(send_comm); }
   ncclResult_t closeRecv(void* recv_comm) override { return table_->closeRecv(recv_comm); }
-  ncclResult_t closeListen(void* listen_comm) override {
-    return table_->closeListen(listen_comm);
-  }
+  ncclResult_t closeListen(void* listen_comm) override { return table_->closeListen(listen_comm); }
 
  private:
   const Table* table_;

@@ -62,8 +62,8 @@ class NetApi {
   virtual ncclResult_t deregMr(void* comm, void* mhandle) = 0;
   virtual ncclResult_t isend(void* send_comm, void* data, size_t size, int tag, void* mhandle,
                              void** request) = 0;
-  virtual ncclResult_t irecv(void* recv_comm, int n, void** data, const size_t* sizes,
-                             int* tags, void** mhandles, void** request) = 0;
+  virtual ncclResult_t irecv(void* recv_comm, int n, void** data, const size_t* sizes, int* tags,
+                             void** mhandles, void** request) = 0;
   virtual ncclResult_t iflush(void* recv_comm, int n, void** data, int* sizes, void** mhandles,
                               void** request) = 0;
   virtual ncclResult_t test(void* request, int* done, int* sizes) = 0;

@@ -35,6 +35,8 @@ RecvLink listenAndAccept(Role& role) {
     if (link.comm != nullptr) return link;
     NT_REQUIRE(!deadline.expired(), "accept gave no recv comm within %lld ms",
                static_cast<long long>(kConnectTimeout.count()));
+    NT_REQUIRE(!role.peer.peerGone(), "the sender exited while accept gave no recv comm (%lld ms)",
+               static_cast<long long>(millisSince(start)));
     backoff.idle();
   }
 }
@@ -55,6 +57,9 @@ void* connectToPeer(Role& role) {
     if (comm != nullptr) return comm;
     NT_REQUIRE(!deadline.expired(), "connect gave no send comm within %lld ms",
                static_cast<long long>(kConnectTimeout.count()));
+    NT_REQUIRE(!role.peer.peerGone(),
+               "the receiver exited while connect gave no send comm (%lld ms)",
+               static_cast<long long>(millisSince(start)));
     backoff.idle();
   }
 }
@@ -89,8 +94,8 @@ void HostBuffer::registerWith(Role& role, void* comm) {
   NT_REQUIRE(comm_ == nullptr, "buffer registered twice");
   void* mhandle = nullptr;
   ncclResult_t result = role.net.regMr(comm, data_, size_, NCCL_PTR_HOST, &mhandle);
-  NT_REQUIRE(result == ncclSuccess, "regMr(%p, %zu bytes, NCCL_PTR_HOST) returned %s", data_,
-             size_, resultName(result).c_str());
+  NT_REQUIRE(result == ncclSuccess, "regMr(%p, %zu bytes, NCCL_PTR_HOST) returned %s", data_, size_,
+             resultName(result).c_str());
   comm_ = comm;
   mhandle_ = mhandle;
 }
@@ -135,8 +140,8 @@ void* postSend(Role& role, void* comm, void* data, size_t size, int tag, void* m
   for (;;) {
     if (void* request = trySend(role, comm, data, size, tag, mhandle, what)) return request;
     NT_REQUIRE(!deadline.expired(),
-               "%s: isend(size=%zu, tag=%d) returned no request for %lld ms (deadline)", what,
-               size, tag, static_cast<long long>(millisSince(start)));
+               "%s: isend(size=%zu, tag=%d) returned no request for %lld ms (deadline)", what, size,
+               tag, static_cast<long long>(millisSince(start)));
     if (progress) progress();
     backoff.idle();
   }
