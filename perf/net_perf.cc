@@ -147,8 +147,7 @@ int body(int rank, Channel& ch, void* arg) {
   if (rank == 0) {
     printf("# epyard_net_perf: rank 1 -> rank 0, window %d, plugin %s%s\n", o.window, o.plugin,
            o.raw ? ", raw = same pattern straight on the transport" : "");
-    printf("# %12s %7s %11s %11s %10s", "size(B)", "iters", "time(us)", "busbw(GB/s)",
-           "lat(us)");
+    printf("# %12s %7s %11s %11s %10s", "size(B)", "iters", "time(us)", "busbw(GB/s)", "lat(us)");
     if (o.raw) printf(" %11s %11s %10s %8s", "raw_time", "raw_GB/s", "raw_lat", "vs_raw");
     printf("\n");
   }
@@ -167,12 +166,16 @@ int body(int rank, Channel& ch, void* arg) {
     }
     if (rank == 0) {
       printf("  %12zu %7d %11.2f %11.3f", size, iters, rows[0].bw_us, rows[0].gbps);
-      if (size <= o.latency_max) printf(" %10.2f", rows[0].lat_us);
-      else printf(" %10s", "-");
+      if (size <= o.latency_max)
+        printf(" %10.2f", rows[0].lat_us);
+      else
+        printf(" %10s", "-");
       if (o.raw) {
         printf(" %11.2f %11.3f", rows[1].bw_us, rows[1].gbps);
-        if (size <= o.latency_max) printf(" %10.2f", rows[1].lat_us);
-        else printf(" %10s", "-");
+        if (size <= o.latency_max)
+          printf(" %10.2f", rows[1].lat_us);
+        else
+          printf(" %10s", "-");
         printf(" %7.0f%%", rows[1].gbps > 0 ? 100.0 * rows[0].gbps / rows[1].gbps : 0.0);
       }
       printf("\n");
@@ -220,15 +223,24 @@ int main(int argc, char** argv) {
         exit(2);
       }
     };
-    if (a == "--plugin") o.plugin = value();
-    else if (a == "--provider") o.provider = value();
-    else if (a == "--raw") o.raw = true;
-    else if (a == "-b" || a == "--min") bytes(&o.min_bytes);
-    else if (a == "-e" || a == "--max") bytes(&o.max_bytes);
-    else if (a == "--latency-max") bytes(&o.latency_max);
-    else if (a == "-n" || a == "--iters") o.iters = atoi(value());
-    else if (a == "-w" || a == "--window") o.window = atoi(value());
-    else if (a == "-h" || a == "--help") return usage(), 0;
+    if (a == "--plugin")
+      o.plugin = value();
+    else if (a == "--provider")
+      o.provider = value();
+    else if (a == "--raw")
+      o.raw = true;
+    else if (a == "-b" || a == "--min")
+      bytes(&o.min_bytes);
+    else if (a == "-e" || a == "--max")
+      bytes(&o.max_bytes);
+    else if (a == "--latency-max")
+      bytes(&o.latency_max);
+    else if (a == "-n" || a == "--iters")
+      o.iters = atoi(value());
+    else if (a == "-w" || a == "--window")
+      o.window = atoi(value());
+    else if (a == "-h" || a == "--help")
+      return usage(), 0;
     else {
       fprintf(stderr, "epyard_net_perf: unknown option %s\n", a.c_str());
       usage();

@@ -26,9 +26,12 @@ bool parseBytes(const char* text, size_t* out) {
   unsigned long long v = strtoull(text, &end, 10);
   if (errno != 0 || end == text) return false;
   unsigned long long mult = 1;
-  if (*end == 'K' || *end == 'k') mult = 1ull << 10, ++end;
-  else if (*end == 'M' || *end == 'm') mult = 1ull << 20, ++end;
-  else if (*end == 'G' || *end == 'g') mult = 1ull << 30, ++end;
+  if (*end == 'K' || *end == 'k')
+    mult = 1ull << 10, ++end;
+  else if (*end == 'M' || *end == 'm')
+    mult = 1ull << 20, ++end;
+  else if (*end == 'G' || *end == 'g')
+    mult = 1ull << 30, ++end;
   if (*end != '\0') return false;
   *out = static_cast<size_t>(v * mult);
   return true;

@@ -71,8 +71,10 @@ class PluginMover final : public Mover {
     void* req = nullptr;
     if (net_->isend(send_, sbuf_, size, 1, smr_, nullptr, &req) != ncclSuccess)
       return fail(error, "isend failed");
-    if (req == nullptr) *slot = -1;
-    else reqs_[*slot] = req;
+    if (req == nullptr)
+      *slot = -1;
+    else
+      reqs_[*slot] = req;
     return true;
   }
 
@@ -84,8 +86,10 @@ class PluginMover final : public Mover {
     int tag = 1;
     if (net_->irecv(recv_, 1, &data, &size, &tag, &rmr_, nullptr, &req) != ncclSuccess)
       return fail(error, "irecv failed");
-    if (req == nullptr) *slot = -1;
-    else reqs_[*slot] = req;
+    if (req == nullptr)
+      *slot = -1;
+    else
+      reqs_[*slot] = req;
     return true;
   }
 

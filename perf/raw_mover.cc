@@ -71,8 +71,8 @@ class RawMover final : public Mover {
     if (*slot < 0) return progress(error);
     Slot& s = slots_[*slot];
     s.ctx.owner = &s;
-    PostResult pr = ep_->postWrite(peer_, sbuf_, size, sreg_.desc, remote_, remote_key_, true, 0,
-                                   &s.ctx);
+    PostResult pr =
+        ep_->postWrite(peer_, sbuf_, size, sreg_.desc, remote_, remote_key_, true, 0, &s.ctx);
     if (pr == PostResult::kFailed) {
       *error = ep_->lastError();
       return false;
@@ -139,8 +139,10 @@ class RawMover final : public Mover {
         *error = c[i].error;
         return false;
       }
-      if (c[i].kind == Completion::Kind::kRemoteWrite) ++remote_seen_;
-      else static_cast<Slot*>(c[i].context->owner)->done = true;
+      if (c[i].kind == Completion::Kind::kRemoteWrite)
+        ++remote_seen_;
+      else
+        static_cast<Slot*>(c[i].context->owner)->done = true;
     }
     return true;
   }

@@ -98,8 +98,8 @@ ncclResult_t v11Accept(void* listen_comm, void** recv_comm, ncclNetDeviceHandle_
 ncclResult_t v11RegMr(void* comm, void* data, size_t size, int type, void** mhandle) {
   return guard("regMr", [&] { return netRegMr(comm, data, size, type, -1, 0, mhandle); });
 }
-ncclResult_t v11RegMrDmaBuf(void* comm, void* data, size_t size, int type, uint64_t offset,
-                            int fd, void** mhandle) {
+ncclResult_t v11RegMrDmaBuf(void* comm, void* data, size_t size, int type, uint64_t offset, int fd,
+                            void** mhandle) {
   return guard("regMrDmaBuf",
                [&] { return netRegMr(comm, data, size, type, fd, offset, mhandle); });
 }
@@ -117,8 +117,7 @@ ncclResult_t v11Irecv(void* recv_comm, int n, void** data, size_t* sizes, int* t
 }
 ncclResult_t v11Iflush(void* recv_comm, int n, void** data, int* sizes, void** mhandles,
                        void** request) {
-  return guard("iflush",
-               [&] { return netIflush(recv_comm, n, data, sizes, mhandles, request); });
+  return guard("iflush", [&] { return netIflush(recv_comm, n, data, sizes, mhandles, request); });
 }
 ncclResult_t v11Test(void* request, int* done, int* sizes) {
   return guard("test", [&] { return netTest(request, done, sizes); });
@@ -169,8 +168,7 @@ ncclResult_t v9Connect(int dev, void* handle, void** send_comm, ncclNetDeviceHan
 ncclResult_t v9Isend(void* c, void* data, size_t size, int tag, void* mh, void** req) {
   return v11Isend(c, data, size, tag, mh, nullptr, req);
 }
-ncclResult_t v9Irecv(void* c, int n, void** data, size_t* sizes, int* tags, void** mh,
-                     void** req) {
+ncclResult_t v9Irecv(void* c, int n, void** data, size_t* sizes, int* tags, void** mh, void** req) {
   return v11Irecv(c, n, data, sizes, tags, mh, nullptr, req);
 }
 ncclResult_t v8Isend(void* c, void* data, int size, int tag, void* mh, void** req) {
@@ -210,36 +208,97 @@ using namespace epyard::net;
 
 #define EPY_EXPORT extern "C" __attribute__((visibility("default")))
 
+// Designated initializers: the compiler checks every entry lands in the field it names.
+
 EPY_EXPORT const ncclNet_v11_t ncclNetPlugin_v11 = {
-    "epyard",         v11Init,       v11Devices,
-    v11GetProperties, v11Listen,     v11Connect,
-    v11Accept,        v11RegMr,      v11RegMrDmaBuf,
-    v11DeregMr,       v11Isend,      v11Irecv,
-    v11Iflush,        v11Test,       v11CloseSend,
-    v11CloseRecv,     v11CloseListen, v11GetDeviceMr,
-    v11IrecvConsumed, v11MakeVDevice, v11Finalize,
-    v11SetNetAttr,
+    .name = "epyard",
+    .init = v11Init,
+    .devices = v11Devices,
+    .getProperties = v11GetProperties,
+    .listen = v11Listen,
+    .connect = v11Connect,
+    .accept = v11Accept,
+    .regMr = v11RegMr,
+    .regMrDmaBuf = v11RegMrDmaBuf,
+    .deregMr = v11DeregMr,
+    .isend = v11Isend,
+    .irecv = v11Irecv,
+    .iflush = v11Iflush,
+    .test = v11Test,
+    .closeSend = v11CloseSend,
+    .closeRecv = v11CloseRecv,
+    .closeListen = v11CloseListen,
+    .getDeviceMr = v11GetDeviceMr,
+    .irecvConsumed = v11IrecvConsumed,
+    .makeVDevice = v11MakeVDevice,
+    .finalize = v11Finalize,
+    .setNetAttr = v11SetNetAttr,
 };
 
 EPY_EXPORT const ncclNet_v10_t ncclNetPlugin_v10 = {
-    "epyard",         v10Init,        v11Devices,     v10GetProperties, v10Listen,
-    v10Connect,       v11Accept,      v11RegMr,       v11RegMrDmaBuf,   v11DeregMr,
-    v11Isend,         v11Irecv,       v11Iflush,      v11Test,          v11CloseSend,
-    v11CloseRecv,     v11CloseListen, v11GetDeviceMr, v11IrecvConsumed,
-    olderMakeVDevice<ncclNetVDeviceProps_v10_t>,
+    .name = "epyard",
+    .init = v10Init,
+    .devices = v11Devices,
+    .getProperties = v10GetProperties,
+    .listen = v10Listen,
+    .connect = v10Connect,
+    .accept = v11Accept,
+    .regMr = v11RegMr,
+    .regMrDmaBuf = v11RegMrDmaBuf,
+    .deregMr = v11DeregMr,
+    .isend = v11Isend,
+    .irecv = v11Irecv,
+    .iflush = v11Iflush,
+    .test = v11Test,
+    .closeSend = v11CloseSend,
+    .closeRecv = v11CloseRecv,
+    .closeListen = v11CloseListen,
+    .getDeviceMr = v11GetDeviceMr,
+    .irecvConsumed = v11IrecvConsumed,
+    .makeVDevice = olderMakeVDevice<ncclNetVDeviceProps_v10_t>,
 };
 
 EPY_EXPORT const ncclNet_v9_t ncclNetPlugin_v9 = {
-    "epyard",        v8Init,         v11Devices,     v9GetProperties, v10Listen,
-    v9Connect,       v11Accept,      v11RegMr,       v11RegMrDmaBuf,  v11DeregMr,
-    v9Isend,         v9Irecv,        v11Iflush,      v11Test,         v11CloseSend,
-    v11CloseRecv,    v11CloseListen, v11GetDeviceMr, v11IrecvConsumed,
-    olderMakeVDevice<ncclNetVDeviceProps_v9_t>,
+    .name = "epyard",
+    .init = v8Init,
+    .devices = v11Devices,
+    .getProperties = v9GetProperties,
+    .listen = v10Listen,
+    .connect = v9Connect,
+    .accept = v11Accept,
+    .regMr = v11RegMr,
+    .regMrDmaBuf = v11RegMrDmaBuf,
+    .deregMr = v11DeregMr,
+    .isend = v9Isend,
+    .irecv = v9Irecv,
+    .iflush = v11Iflush,
+    .test = v11Test,
+    .closeSend = v11CloseSend,
+    .closeRecv = v11CloseRecv,
+    .closeListen = v11CloseListen,
+    .getDeviceMr = v11GetDeviceMr,
+    .irecvConsumed = v11IrecvConsumed,
+    .makeVDevice = olderMakeVDevice<ncclNetVDeviceProps_v9_t>,
 };
 
 EPY_EXPORT const ncclNet_v8_t ncclNetPlugin_v8 = {
-    "epyard",       v8Init,         v11Devices,     v8GetProperties, v10Listen,
-    v9Connect,      v11Accept,      v11RegMr,       v11RegMrDmaBuf,  v11DeregMr,
-    v8Isend,        v8Irecv,        v11Iflush,      v11Test,         v11CloseSend,
-    v11CloseRecv,   v11CloseListen, v11GetDeviceMr, v11IrecvConsumed,
+    .name = "epyard",
+    .init = v8Init,
+    .devices = v11Devices,
+    .getProperties = v8GetProperties,
+    .listen = v10Listen,
+    .connect = v9Connect,
+    .accept = v11Accept,
+    .regMr = v11RegMr,
+    .regMrDmaBuf = v11RegMrDmaBuf,
+    .deregMr = v11DeregMr,
+    .isend = v8Isend,
+    .irecv = v8Irecv,
+    .iflush = v11Iflush,
+    .test = v11Test,
+    .closeSend = v11CloseSend,
+    .closeRecv = v11CloseRecv,
+    .closeListen = v11CloseListen,
+    .getDeviceMr = v11GetDeviceMr,
+    .irecvConsumed = v11IrecvConsumed,
 };

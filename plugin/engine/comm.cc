@@ -32,7 +32,7 @@ void Comm::stopThreadedProgress() {
 
 Comm::~Comm() {
   stopThreadedProgress();  // normally already done by the closer, while the comm was whole
-  rails_.clear();  // closes endpoints: nothing posted can complete into us afterwards
+  rails_.clear();          // closes endpoints: nothing posted can complete into us afterwards
   for (size_t i = 0; i < block_reg_.size(); ++i) dev_->nics[i]->deregisterMemory(&block_reg_[i]);
   free(block_);
   magic_ = 0;
@@ -84,8 +84,8 @@ void Comm::postQueued(int rail) {
     Request* req = local.front().req;
     int i = local.front().index;
     const Request::Write& w = req->writes[i];
-    PostResult pr = r.ep->postWrite(r.peer, w.src, w.len, w.desc, w.remote_addr, w.key, true,
-                                    w.imm, &req->contexts[i]);
+    PostResult pr = r.ep->postWrite(r.peer, w.src, w.len, w.desc, w.remote_addr, w.key, true, w.imm,
+                                    &req->contexts[i]);
     if (pr == PostResult::kRetry) break;
     if (pr == PostResult::kFailed) {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -179,8 +179,8 @@ bool Comm::postWrites(Request* req) {
     OpContext* ctx = &req->contexts[req->writes_posted];
     ctx->owner = req;
     ctx->tag = kOpWrite;
-    PostResult pr = rail.ep->postWrite(rail.peer, w.src, w.len, w.desc, w.remote_addr, w.key,
-                                       true, w.imm, ctx);
+    PostResult pr =
+        rail.ep->postWrite(rail.peer, w.src, w.len, w.desc, w.remote_addr, w.key, true, w.imm, ctx);
     if (pr == PostResult::kRetry) return true;
     if (pr == PostResult::kFailed) {
       fail("posting a write on rail " + std::to_string(w.rail) + ": " + rail.ep->lastError());
@@ -206,9 +206,9 @@ ncclResult_t Comm::checkLiveness() {
     Rail& rail = rails_[0];
     uint64_t target = rail.nic->targetAddress(peer_block_.addr + offsetof(ControlBlock, ping_word),
                                               peer_block_.addr);
-    PostResult pr = rail.ep->postWrite(rail.peer, &block_->ping_source, sizeof(uint64_t),
-                                       blockDesc(0), target, peer_block_.keys[0], false, 0,
-                                       &ping_ctx_);
+    PostResult pr =
+        rail.ep->postWrite(rail.peer, &block_->ping_source, sizeof(uint64_t), blockDesc(0), target,
+                           peer_block_.keys[0], false, 0, &ping_ctx_);
     if (pr == PostResult::kPosted) ping_in_flight_ = true;
     if (pr == PostResult::kFailed) {
       fail("checking the peer is alive: " + rail.ep->lastError());

@@ -18,7 +18,7 @@ namespace epyard::net {
 
 struct Device {
   std::string name;
-  std::vector<Nic*> nics;  // a virtual device stripes its rails over several NICs
+  std::vector<Nic*> nics;    // a virtual device stripes its rails over several NICs
   std::vector<int> members;  // the physical devices it is made of (itself, when physical)
   std::unique_ptr<RegCache> cache;
 };
@@ -163,12 +163,12 @@ class SendComm final : public Comm {
   OpContext ctrl_send_ctx_, ctrl_recv_ctx_;
   std::string listener_name_;
 
-  uint64_t send_seq_ = 0;             // CTS sequence the next isend consumes
+  uint64_t send_seq_ = 0;  // CTS sequence the next isend consumes
   bool cts_arrived_[kMaxRequests] = {};
-  CtsEntry current_ = {};             // copy of the CTS entry being consumed
+  CtsEntry current_ = {};  // copy of the CTS entry being consumed
   bool current_valid_ = false;
-  uint32_t current_used_ = 0;         // bit per buffer already matched by an isend
-  int next_rail_ = 0;                 // round-robin start for single-rail messages
+  uint32_t current_used_ = 0;  // bit per buffer already matched by an isend
+  int next_rail_ = 0;          // round-robin start for single-rail messages
 };
 
 class RecvComm final : public Comm {

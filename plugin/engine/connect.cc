@@ -50,8 +50,8 @@ ListenComm::~ListenComm() {
 bool ListenComm::repost(int i) {
   recv_ctx_[i].owner = this;
   recv_ctx_[i].tag = kOpCtrlRecv + (static_cast<uint32_t>(i) << 8);
-  PostResult pr = rails_[0].ep->postRecv(&lblock_->msgs[i], sizeof(ConnectMsg), lreg_.desc,
-                                         &recv_ctx_[i]);
+  PostResult pr =
+      rails_[0].ep->postRecv(&lblock_->msgs[i], sizeof(ConnectMsg), lreg_.desc, &recv_ctx_[i]);
   return pr == PostResult::kPosted;
 }
 
@@ -112,7 +112,8 @@ ncclResult_t ListenComm::accept(RecvComm** out) {
     ConnectMsg msg = arrived_.front();
     arrived_.pop_front();
     accepting_ = std::make_unique<RecvComm>(dev_);
-    int rails = static_cast<int>(msg.rails) < accept_rails_ ? static_cast<int>(msg.rails) : accept_rails_;
+    int rails =
+        static_cast<int>(msg.rails) < accept_rails_ ? static_cast<int>(msg.rails) : accept_rails_;
     ncclResult_t res = accepting_->startAccept(msg, rails);
     if (res != ncclSuccess) {
       accepting_.reset();
@@ -257,8 +258,7 @@ ncclResult_t SendComm::connectStep(bool* done) {
     const auto* answer = reinterpret_cast<const AcceptMsg*>(block_->msg_in);
     if (accept_length_ < sizeof(AcceptMsg) || answer->magic != kAcceptMagic ||
         answer->conn_id != conn_id_ || answer->rails == 0 || answer->rails > rails_.size()) {
-      EPY_WARN("epyard: connect to %s: malformed answer from the listener",
-               listener_name_.c_str());
+      EPY_WARN("epyard: connect to %s: malformed answer from the listener", listener_name_.c_str());
       return ncclRemoteError;
     }
     rails_.resize(answer->rails);
@@ -279,9 +279,10 @@ ncclResult_t SendComm::connectStep(bool* done) {
     return ncclSuccess;
   }
   if (nowNs() > connect_deadline_ns_) {
-    EPY_WARN("epyard: connect to %s: no answer within %lld ms (EPYARD_NET_TIMEOUT_MS); is the "
-             "listening peer alive and reachable?",
-             listener_name_.c_str(), static_cast<long long>(timeout_ns_ / 1000000));
+    EPY_WARN(
+        "epyard: connect to %s: no answer within %lld ms (EPYARD_NET_TIMEOUT_MS); is the "
+        "listening peer alive and reachable?",
+        listener_name_.c_str(), static_cast<long long>(timeout_ns_ / 1000000));
     return ncclRemoteError;
   }
   return ncclSuccess;

@@ -26,12 +26,12 @@ void logMessage(ncclDebugLogLevel level, unsigned long subsys, const char* file,
 #endif
 
 // Propagates a failing ncclResult_t, leaving one line per level so a failure reads as a trail.
-#define EPY_CHECK(call)                                                           \
-  do {                                                                            \
-    ncclResult_t epy_res_ = (call);                                               \
-    if (epy_res_ != ncclSuccess && epy_res_ != ncclInProgress) {                  \
-      ::epyard::net::logMessage(NCCL_LOG_INFO, NCCL_NET, __FILE__, __LINE__,      \
+#define EPY_CHECK(call)                                                             \
+  do {                                                                              \
+    ncclResult_t epy_res_ = (call);                                                 \
+    if (epy_res_ != ncclSuccess && epy_res_ != ncclInProgress) {                    \
+      ::epyard::net::logMessage(NCCL_LOG_INFO, NCCL_NET, __FILE__, __LINE__,        \
                                 "epyard: %s failed with %d", #call, (int)epy_res_); \
-      return epy_res_;                                                            \
-    }                                                                             \
+      return epy_res_;                                                              \
+    }                                                                               \
   } while (0)

@@ -69,9 +69,10 @@ ncclResult_t netInit(ncclDebugLogger_t logger) {
   Params p = loadParams();
   resolveAutoParams(&p, std::thread::hardware_concurrency());
   setParams(p);
-  EPY_INFO(NCCL_INIT | NCCL_NET, "epyard: %lld rails per connection, %lld progress threads, "
-           "stripes of >= %lld bytes", (long long)p.rails, (long long)p.progress_threads,
-           (long long)p.min_stripe_bytes);
+  EPY_INFO(NCCL_INIT | NCCL_NET,
+           "epyard: %lld rails per connection, %lld progress threads, "
+           "stripes of >= %lld bytes",
+           (long long)p.rails, (long long)p.progress_threads, (long long)p.min_stripe_bytes);
   ProgressThreads::configure(static_cast<int>(params().progress_threads));
   std::string why;
   e.transport = openOfiTransport(params().ofi_provider, &why);
@@ -143,8 +144,8 @@ ncclResult_t netListen(int dev, void* handle, void** listen_comm) {
   }
   auto comm = std::make_unique<ListenComm>(d);
   std::string error;
-  if (comm->listen(static_cast<ConnectHandle*>(handle), static_cast<int>(params().rails),
-                   &error) != ncclSuccess) {
+  if (comm->listen(static_cast<ConnectHandle*>(handle), static_cast<int>(params().rails), &error) !=
+      ncclSuccess) {
     EPY_WARN("epyard: listen on device %d (%s): %s", dev, d->name.c_str(), error.c_str());
     return ncclSystemError;
   }

@@ -1,7 +1,7 @@
 #include "engine/params.h"
 
-#include <cerrno>
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
 
 #include "engine/log.h"
@@ -24,15 +24,15 @@ bool parseIntParam(const char* text, int64_t lo, int64_t hi, int64_t* out) {
 
 Params loadParams() {
   Params p;
-#define EPY_LOAD_INT(env, field, def, lo, hi, doc)                                           \
-  if (const char* text = getenv(#env)) {                                                    \
-    if (!parseIntParam(text, lo, hi, &p.field)) {                                           \
+#define EPY_LOAD_INT(env, field, def, lo, hi, doc)                                            \
+  if (const char* text = getenv(#env)) {                                                      \
+    if (!parseIntParam(text, lo, hi, &p.field)) {                                             \
       EPY_WARN("epyard: ignoring %s=\"%s\": expected an integer in [%lld, %lld]; using %lld", \
-               #env, text, (long long)(lo), (long long)(hi), (long long)(def));             \
-    } else {                                                                                \
-      EPY_INFO(NCCL_ENV | NCCL_INIT, "epyard: %s set by environment to %lld", #env,         \
-               (long long)p.field);                                                         \
-    }                                                                                       \
+               #env, text, (long long)(lo), (long long)(hi), (long long)(def));               \
+    } else {                                                                                  \
+      EPY_INFO(NCCL_ENV | NCCL_INIT, "epyard: %s set by environment to %lld", #env,           \
+               (long long)p.field);                                                           \
+    }                                                                                         \
   }
 #define EPY_LOAD_STR(env, field, def, doc) \
   if (const char* text = getenv(#env)) p.field = text;

@@ -10,22 +10,22 @@
 namespace epyard::net {
 
 //        name                           type     default      min  max         meaning
-#define EPYARD_NET_INT_PARAMS(X)                                                               \
-  X(EPYARD_NET_TIMEOUT_MS, timeout_ms, 30000, 1, 86400000,                                   \
-    "A request whose peer shows no sign of life for this long fails; also bounds connect")    \
-  X(EPYARD_NET_RAILS, rails, 0, 0, 8,                                                        \
-    "Endpoints (rails) per connection, striped; 0 = 8 with progress threads, else 1")         \
-  X(EPYARD_NET_MIN_STRIPE_BYTES, min_stripe_bytes, 131072, 4096, 1073741824,                 \
-    "Messages smaller than this go on one rail; larger ones are split, each part >= this")   \
-  X(EPYARD_NET_PROGRESS_THREADS, progress_threads, -1, -1, 64,                                \
-    "Threads polling rails in the background; 0 = progress inside test(); -1 = auto "         \
-    "(min(8, cores/8), 0 below 16 cores)")                                                    \
-  X(EPYARD_NET_MAX_COMMS, max_comms, 65536, 1, 1048576,                                      \
+#define EPYARD_NET_INT_PARAMS(X)                                                           \
+  X(EPYARD_NET_TIMEOUT_MS, timeout_ms, 30000, 1, 86400000,                                 \
+    "A request whose peer shows no sign of life for this long fails; also bounds connect") \
+  X(EPYARD_NET_RAILS, rails, 0, 0, 8,                                                      \
+    "Endpoints (rails) per connection, striped; 0 = 8 with progress threads, else 1")      \
+  X(EPYARD_NET_MIN_STRIPE_BYTES, min_stripe_bytes, 131072, 4096, 1073741824,               \
+    "Messages smaller than this go on one rail; larger ones are split, each part >= this") \
+  X(EPYARD_NET_PROGRESS_THREADS, progress_threads, -1, -1, 64,                             \
+    "Threads polling rails in the background; 0 = progress inside test(); -1 = auto "      \
+    "(min(8, cores/8), 0 below 16 cores)")                                                 \
+  X(EPYARD_NET_MAX_COMMS, max_comms, 65536, 1, 1048576,                                    \
     "Connections per device reported to NCCL (maxComms)")
 
-#define EPYARD_NET_STRING_PARAMS(X)                                                          \
-  X(EPYARD_OFI_PROVIDER, ofi_provider, "",                                                   \
-    "libfabric provider to use (e.g. efa, 'tcp;ofi_rxm'); FI_PROVIDER is honoured too; "     \
+#define EPYARD_NET_STRING_PARAMS(X)                                                      \
+  X(EPYARD_OFI_PROVIDER, ofi_provider, "",                                               \
+    "libfabric provider to use (e.g. efa, 'tcp;ofi_rxm'); FI_PROVIDER is honoured too; " \
     "empty = efa where present, else tcp;ofi_rxm")
 
 struct Params {

@@ -11,7 +11,7 @@ std::atomic<int> g_count{0};
 
 // The plugin is dlclose()d by NCCL: no thread may still run its code afterwards.
 __attribute__((destructor)) void stopThreadsOnUnload() { ProgressThreads::shutdown(); }
-}
+}  // namespace
 
 void ProgressThreads::configure(int count) { g_count.store(count); }
 

@@ -90,10 +90,10 @@ ncclResult_t RecvComm::irecv(int n, void** data, const size_t* sizes, const int*
   Rail& rail = rails_[0];
   uint64_t remote = peer_block_.addr + offsetof(ControlBlock, ring) + slot * sizeof(CtsEntry);
   for (;;) {
-    PostResult pr = rail.ep->postWrite(
-        rail.peer, entry, ctsWireBytes(entry->count), blockDesc(0),
-        rail.nic->targetAddress(remote, peer_block_.addr), peer_block_.keys[0], true,
-        encodeImm(ImmKind::kCts, slot, 0, 0), &cts_ctx_[slot]);
+    PostResult pr =
+        rail.ep->postWrite(rail.peer, entry, ctsWireBytes(entry->count), blockDesc(0),
+                           rail.nic->targetAddress(remote, peer_block_.addr), peer_block_.keys[0],
+                           true, encodeImm(ImmKind::kCts, slot, 0, 0), &cts_ctx_[slot]);
     if (pr == PostResult::kPosted) break;
     if (pr == PostResult::kFailed) {
       req->in_use = false;

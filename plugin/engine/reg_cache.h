@@ -20,7 +20,7 @@ struct RegEntry {
   int ptr_type = NCCL_PTR_HOST;
   bool cached = true;  // DMA-BUF registrations are not shared
   int refs = 0;
-  std::vector<MemoryRegistration> regs;  // one per NIC, same order as the device's NICs
+  std::vector<MemoryRegistration> regs;           // one per NIC, same order as the device's NICs
   static constexpr uint32_t kMagic = 0x52454731;  // "REG1"
 };
 

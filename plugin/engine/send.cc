@@ -50,14 +50,13 @@ ncclResult_t SendComm::planWrites(Request* req, const CtsBuffer& dst, const uint
     rec->flags = flags;
     uint64_t remote = peer_block_.addr + offsetof(ControlBlock, records) +
                       (req->slot * kMaxRecvs + req->buffer) * sizeof(Record);
-    req->writes[req->num_writes++] = {
-        first,
-        reinterpret_cast<const uint8_t*>(rec),
-        sizeof(Record),
-        blockDesc(first),
-        rails_[first].nic->targetAddress(remote, peer_block_.addr),
-        peer_block_.keys[first],
-        encodeImm(ImmKind::kRecord, req->slot, req->buffer, 0)};
+    req->writes[req->num_writes++] = {first,
+                                      reinterpret_cast<const uint8_t*>(rec),
+                                      sizeof(Record),
+                                      blockDesc(first),
+                                      rails_[first].nic->targetAddress(remote, peer_block_.addr),
+                                      peer_block_.keys[first],
+                                      encodeImm(ImmKind::kRecord, req->slot, req->buffer, 0)};
   };
   if (size > dst.size) {
     record(size, 0, kRecordTruncated);
@@ -68,11 +67,14 @@ ncclResult_t SendComm::planWrites(Request* req, const CtsBuffer& dst, const uint
     return ncclSuccess;
   }
   if (size < stripe && size <= kImmMaxSized) {
-    req->writes[req->num_writes++] = {first,           src,
-                                      size,            reg->regs[rails_[first].nic_index].desc,
-                                      target(first, 0), dst.keys[first],
-                                      encodeImm(ImmKind::kSized, req->slot, req->buffer,
-                                                static_cast<uint32_t>(size))};
+    req->writes[req->num_writes++] = {
+        first,
+        src,
+        size,
+        reg->regs[rails_[first].nic_index].desc,
+        target(first, 0),
+        dst.keys[first],
+        encodeImm(ImmKind::kSized, req->slot, req->buffer, static_cast<uint32_t>(size))};
     return ncclSuccess;
   }
   uint64_t parts = size / stripe;
@@ -121,9 +123,10 @@ ncclResult_t SendComm::isend(void* data, size_t size, int tag, RegEntry* reg, Re
     }
   }
   if (buffer < 0) {
-    EPY_WARN("epyard: isend to %s: tag %d matches no open buffer of the receive posted as "
-             "sequence %llu",
-             peerName().c_str(), tag, static_cast<unsigned long long>(send_seq_));
+    EPY_WARN(
+        "epyard: isend to %s: tag %d matches no open buffer of the receive posted as "
+        "sequence %llu",
+        peerName().c_str(), tag, static_cast<unsigned long long>(send_seq_));
     return ncclInvalidUsage;
   }
   Request* req = nullptr;

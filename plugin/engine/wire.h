@@ -128,11 +128,11 @@ static_assert(sizeof(Record) == 16, "record layout");
 
 // --- Control block: one per comm, registered on every rail ---------------------------------
 struct ControlBlock {
-  CtsEntry ring[kMaxRequests];                  // sender: CTS entries land here
-  CtsEntry cts_stage[kMaxRequests];             // receiver: CTS entries are written from here
-  Record records[kMaxRequests][kMaxRecvs];      // receiver: records land here
-  Record record_stage[kMaxRequests][kMaxRecvs]; // sender: records are written from here
-  uint64_t ping_word;                           // peers write here to check we are alive
+  CtsEntry ring[kMaxRequests];                   // sender: CTS entries land here
+  CtsEntry cts_stage[kMaxRequests];              // receiver: CTS entries are written from here
+  Record records[kMaxRequests][kMaxRecvs];       // receiver: records land here
+  Record record_stage[kMaxRequests][kMaxRecvs];  // sender: records are written from here
+  uint64_t ping_word;                            // peers write here to check we are alive
   uint64_t ping_source;
   alignas(64) uint8_t msg_out[sizeof(ConnectMsg)];
   alignas(64) uint8_t msg_in[sizeof(ConnectMsg)];

@@ -70,8 +70,8 @@ bool discover(const OfiApi* api, const char* provider, OfiTransport* out, std::s
   int rc = api->getinfo(FI_VERSION(1, 14), nullptr, nullptr, 0, hints, &list);
   api->freeinfo(hints);
   if (rc != 0 || list == nullptr) {
-    *why = std::string("no usable '") + provider + "' provider (fi_getinfo: " +
-           api->strerror(-rc) + ")";
+    *why = std::string("no usable '") + provider + "' provider (fi_getinfo: " + api->strerror(-rc) +
+           ")";
     return false;
   }
   // tcp lists each interface once per address family; keep the first of each domain, and
@@ -88,8 +88,8 @@ bool discover(const OfiApi* api, const char* provider, OfiTransport* out, std::s
       auto nic = std::make_unique<OfiNic>(api, api->dupinfo(info), describe(info, index));
       std::string error;
       if (!nic->open(&error)) {
-        EPY_INFO(NCCL_INIT | NCCL_NET, "epyard: skipping %s NIC %s: %s", provider,
-                 domain.c_str(), error.c_str());
+        EPY_INFO(NCCL_INIT | NCCL_NET, "epyard: skipping %s NIC %s: %s", provider, domain.c_str(),
+                 error.c_str());
         continue;
       }
       out->nics_.push_back(std::move(nic));

@@ -25,8 +25,7 @@ int cudaDeviceOf(void* ptr) {
 }  // namespace
 
 bool OfiNic::registerMemory(void* addr, size_t len, int ptr_type, int dmabuf_fd,
-                            uint64_t dmabuf_offset, MemoryRegistration* out,
-                            std::string* error) {
+                            uint64_t dmabuf_offset, MemoryRegistration* out, std::string* error) {
   if (ptr_type != NCCL_PTR_HOST && !(info_.ptr_support & NCCL_PTR_CUDA)) {
     *error = "this provider cannot register GPU memory (no FI_HMEM); use host buffers";
     return false;

@@ -19,7 +19,8 @@ TEST(ParseIntParam, AcceptsDecimalInRange) {
 
 TEST(ParseIntParam, RejectsGarbageAndOutOfRange) {
   int64_t v = 7;
-  for (const char* bad : {"", "abc", "12abc", "0x10", "0", "101", "-5", " 5", "99999999999999999999"})
+  for (const char* bad :
+       {"", "abc", "12abc", "0x10", "0", "101", "-5", " 5", "99999999999999999999"})
     EXPECT_FALSE(parseIntParam(bad, 1, 100, &v)) << bad;
   EXPECT_FALSE(parseIntParam(nullptr, 1, 100, &v));
   EXPECT_EQ(v, 7) << "a rejected value must leave the output untouched";
