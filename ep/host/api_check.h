@@ -1,0 +1,39 @@
+// Argument checks of the public EP API, on the host, before any device work. Each returns an
+// empty string when the argument is fine, else a message that names the argument, its value
+// and the rule ("num_experts (250) must be a multiple of the number of ranks (8)").
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "nccl_ep.h"
+
+namespace epyard::ep {
+
+// Limits of this implementation, named in messages.
+constexpr unsigned kMaxExperts = 512;
+constexpr unsigned kMaxLlTokensPerRank = 1024;
+constexpr unsigned kMaxTopK = 16;
+constexpr unsigned kMaxTokenBytes = 65536;    // hidden 32768 in BF16
+constexpr unsigned kChannelBlockBytes = 256;  // 128 BF16 channels: the FP8 scale block
+
+// A public struct: non-null, `size` and `magic` as the INIT macro sets them.
+std::string checkStruct(const void* ptr, unsigned expected_size, unsigned expected_magic,
+                        const char* name);
+
+template <typename T>
+std::string checkStruct(const T* ptr, const char* name) {
+  return checkStruct(ptr, static_cast<unsigned>(sizeof(T)), NCCL_EP_MAGIC, name);
+}
+
+std::string checkGroupConfig(const ncclEpGroupConfig_t* config, int num_ranks);
+
+// A tensor: valid header, `ndim` dimensions, datatype among `types`, and each size equal to
+// `sizes[i]` unless that entry is -1 (any). `optional`: NULL is accepted.
+std::string checkTensor(const ncclEpTensor_t* t, const char* name, int ndim,
+                        const std::vector<ncclDataType_t>& types, const std::vector<long>& sizes,
+                        bool optional = false);
+
+const char* dataTypeName(ncclDataType_t t);
+
+}  // namespace epyard::ep
