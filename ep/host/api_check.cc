@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 
 namespace epyard::ep {
 namespace {
@@ -63,10 +64,15 @@ std::string checkStruct(const void* ptr, unsigned expected_size, unsigned expect
 std::string checkGroupConfig(const ncclEpGroupConfig_t* c, int num_ranks) {
   std::string bad = checkStruct(c, "config");
   if (!bad.empty()) return bad;
-  if (c->algorithm != NCCL_EP_ALGO_LOW_LATENCY && c->algorithm != NCCL_EP_ALGO_HIGH_THROUGHPUT)
-    return "config.algorithm (" + str(c->algorithm) +
+  // Read as an integer: a caller's out-of-range value is not a valid enumerator, and loading
+  // it through the enum type would be undefined behaviour.
+  int algorithm;
+  static_assert(sizeof(algorithm) == sizeof(c->algorithm), "enum is int-sized");
+  memcpy(&algorithm, &c->algorithm, sizeof(algorithm));
+  if (algorithm != NCCL_EP_ALGO_LOW_LATENCY && algorithm != NCCL_EP_ALGO_HIGH_THROUGHPUT)
+    return "config.algorithm (" + std::to_string(algorithm) +
            ") must be NCCL_EP_ALGO_LOW_LATENCY or NCCL_EP_ALGO_HIGH_THROUGHPUT";
-  const bool ll = c->algorithm == NCCL_EP_ALGO_LOW_LATENCY;
+  const bool ll = algorithm == NCCL_EP_ALGO_LOW_LATENCY;
   if (c->num_experts == 0 || c->num_experts % static_cast<unsigned>(num_ranks) != 0)
     return "config.num_experts (" + str(c->num_experts) +
            ") must be a positive multiple of the number of ranks (" + str(num_ranks) + ")";

@@ -2,6 +2,8 @@
 // and the rule; good input passes.
 #include <gtest/gtest.h>
 
+#include <cstring>
+
 #include "host/api_check.h"
 
 namespace epyard::ep {
@@ -57,7 +59,10 @@ TEST(ApiCheck, GroupConfigNamesEachRule) {
       {[](ncclEpGroupConfig_t* c) { c->max_token_bytes = 7000; },
        "max_token_bytes (7000) must be a multiple of 256"},
       {[](ncclEpGroupConfig_t* c) { c->max_token_bytes = 1 << 20; }, "up to 65536"},
-      {[](ncclEpGroupConfig_t* c) { c->algorithm = static_cast<ncclEpAlgorithm_t>(7); },
+      {[](ncclEpGroupConfig_t* c) {
+         int seven = 7;  // what a C caller can store; not a valid enumerator
+         memcpy(&c->algorithm, &seven, sizeof(seven));
+       },
        "config.algorithm (7)"},
       {[](ncclEpGroupConfig_t* c) { c->alloc.free_fn = [](void*, void*) { return ncclSuccess; }; },
        "both alloc_fn and free_fn"},
