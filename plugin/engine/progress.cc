@@ -8,6 +8,7 @@
 namespace epyard::net {
 namespace {
 std::atomic<int> g_count{0};
+std::atomic<ProgressThreads*> g_pool{nullptr};  // set once instance() has started the threads
 
 // The plugin is dlclose()d by NCCL: no thread may still run its code afterwards.
 __attribute__((destructor)) void stopThreadsOnUnload() { ProgressThreads::shutdown(); }
@@ -16,8 +17,12 @@ __attribute__((destructor)) void stopThreadsOnUnload() { ProgressThreads::shutdo
 void ProgressThreads::configure(int count) { g_count.store(count); }
 
 ProgressThreads* ProgressThreads::instance() {
-  static ProgressThreads* pool = g_count.load() > 0 ? new ProgressThreads(g_count.load()) : nullptr;
-  return pool;  // never destroyed: threads run until the process exits
+  static ProgressThreads* pool = [] {
+    ProgressThreads* p = g_count.load() > 0 ? new ProgressThreads(g_count.load()) : nullptr;
+    g_pool.store(p);
+    return p;
+  }();
+  return pool;  // never freed; shutdown() stops its threads at unload
 }
 
 ProgressThreads::ProgressThreads(int count) {
@@ -29,7 +34,7 @@ ProgressThreads::ProgressThreads(int count) {
 }
 
 void ProgressThreads::shutdown() {
-  ProgressThreads* pool = g_count.load() > 0 ? instance() : nullptr;
+  ProgressThreads* pool = g_pool.load();  // never starts threads just to stop them
   if (pool == nullptr || pool->stop_.exchange(true)) return;
   for (Worker* w : pool->workers_) w->thread.join();
 }

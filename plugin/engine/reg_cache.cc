@@ -72,11 +72,6 @@ bool RegCache::release(RegEntry* entry) {
   return true;
 }
 
-bool RegCache::contains(const RegEntry* entry) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  return std::find(entries_.begin(), entries_.end(), entry) != entries_.end();
-}
-
 size_t RegCache::liveEntries() {
   std::lock_guard<std::mutex> lock(mutex_);
   return entries_.size();

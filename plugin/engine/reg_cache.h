@@ -33,7 +33,6 @@ class RegCache {
                        RegEntry** out, std::string* error);
   // Drops a reference; the last one deregisters. False if `entry` is not ours.
   bool release(RegEntry* entry);
-  bool contains(const RegEntry* entry);
   size_t liveEntries();
 
  private:
