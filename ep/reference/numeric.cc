@@ -55,8 +55,11 @@ float e4m3ToFloat(uint8_t q) {
 
 float fp8Scale(float amax, bool round_to_pow2) {
   float scale = (amax > kMinAmax ? amax : kMinAmax) / kFp8Max;
-  if (round_to_pow2) scale = std::exp2(std::ceil(std::log2(scale)));
-  return scale;
+  if (!round_to_pow2) return scale;
+  // Round up to a power of two from the bits (log2 in float can round 2^k(1+eps) down to k).
+  int e = 0;
+  float m = std::frexp(scale, &e);  // scale = m * 2^e, m in [0.5, 1)
+  return m == 0.5f ? scale : std::ldexp(1.0f, e);
 }
 
 }  // namespace epyard::ep::ref

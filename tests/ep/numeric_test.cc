@@ -73,6 +73,11 @@ TEST(Fp8Scale, FloorAndPowerOfTwo) {
   EXPECT_EQ(p, std::exp2(std::round(std::log2(p)))) << "a power of two";
   EXPECT_GE(p, 3.0f / 448.0f) << "rounded up, so amax / scale never exceeds 448";
   EXPECT_LT(p, 2 * 3.0f / 448.0f);
+  // Exact powers of two stay; one ulp above one rounds up to the next (float log2 would not).
+  EXPECT_EQ(fp8Scale(448.0f * 4.0f, true), 4.0f);
+  float above = std::nextafter(4.0f, 8.0f) * 448.0f;
+  EXPECT_GT(above / 448.0f, 4.0f);
+  EXPECT_EQ(fp8Scale(above, true), 8.0f);
 }
 
 }  // namespace

@@ -1,0 +1,65 @@
+// Addresses inside a rank's symmetric buffer (see LlBufferLayout). `base` is the buffer of
+// whichever rank is addressed: this rank's for reading, a peer's for writing.
+#pragma once
+
+#include "device/ll_sync.cuh"
+
+namespace epyard::ep {
+
+__device__ __forceinline__ uint64_t* flagIn(char* base, uint64_t region, int parity, int ranks,
+                                            int src) {
+  return reinterpret_cast<uint64_t*>(base + region) + parity * ranks + src;
+}
+
+__device__ __forceinline__ uint64_t* ackIn(char* base, uint64_t region, int src) {
+  return reinterpret_cast<uint64_t*>(base + region) + src;
+}
+
+__device__ __forceinline__ int32_t* dispatchHeader(const LlCommon& c, char* base, int parity,
+                                                   int src) {
+  return reinterpret_cast<int32_t*>(base + c.buf.disp_headers +
+                                    static_cast<uint64_t>(parity * c.num_ranks + src) *
+                                        c.buf.header_bytes);
+}
+constexpr int kHeaderCountsAt = 4;  // int32 index of counts[0] (the token count sits at 0)
+
+__device__ __forceinline__ char* dispatchSlot(const LlCommon& c, char* base, int parity, int src,
+                                              int slot) {
+  const uint64_t index = static_cast<uint64_t>(parity * c.num_ranks + src) * c.max_tokens + slot;
+  return base + c.buf.disp_slots + index * c.buf.slot_bytes;
+}
+
+__device__ __forceinline__ char* combineSlot(const LlCommon& c, char* base, int parity, int token,
+                                             int col) {
+  const uint64_t index =
+      (static_cast<uint64_t>(parity) * c.max_tokens + token) * c.buf.comb_cols + col;
+  return base + c.buf.comb_slots + index * c.buf.comb_row_bytes;
+}
+
+// Waits for the credit to write half `seq & 1` of every unmasked peer's buffer: each has
+// acknowledged seq - 2. Threads 0..R-1 of the block wait on one peer each.
+__device__ inline void waitCredits(const LlCommon& c, uint64_t acks_region, uint64_t seq,
+                                   int what) {
+  if (seq > 2) {
+    for (int d = threadIdx.x; d < c.num_ranks; d += blockDim.x) {
+      if (isMasked(c, d)) continue;
+      waitFlag(c, ackIn(myBuffer(c), acks_region, d), seq - 2, what, d, seq);
+    }
+  }
+  __syncthreads();
+}
+
+// Publishes `seq` in `region` of every unmasked peer (threads of one block).
+__device__ inline void publishToPeers(const LlCommon& c, uint64_t region, int parity,
+                                      uint64_t seq) {
+  for (int d = threadIdx.x; d < c.num_ranks; d += blockDim.x)
+    if (!isMasked(c, d)) storeRelease(flagIn(peerBuffer(c, d), region, parity, c.num_ranks, c.rank), seq);
+}
+
+// Acknowledges `seq` to every unmasked peer: its half of my buffer is free again.
+__device__ inline void ackPeers(const LlCommon& c, uint64_t acks_region, uint64_t seq) {
+  for (int d = threadIdx.x; d < c.num_ranks; d += blockDim.x)
+    if (!isMasked(c, d)) storeRelease(ackIn(peerBuffer(c, d), acks_region, c.rank), seq);
+}
+
+}  // namespace epyard::ep

@@ -1,0 +1,48 @@
+// LL dispatch kernel: the sending half, the receiving half, or both in one launch (the usual
+// case; send_only launches the first and ncclEpComplete the second). Sequence numbers: a send
+// takes the group's next one, a receive-only launch the one its handle's send recorded.
+
+#include "device/ll_dispatch_recv.cuh"
+#include "device/ll_dispatch_send.cuh"
+#include "device/ll_launch.h"
+
+namespace epyard::ep {
+namespace {
+
+__device__ inline void loadMask(const LlCommon& c, int* s_mask) {
+  for (int d = threadIdx.x; d < c.num_ranks; d += blockDim.x) s_mask[d] = isMasked(c, d) ? 1 : 0;
+  __syncthreads();
+}
+
+__global__ void __launch_bounds__(kLlBlockThreads) llDispatchKernel(LlDispatchArgs a) {
+  const LlCommon& c = a.c;
+  __shared__ int s_mask[kLlMaxRanks];
+  loadMask(c, s_mask);
+  const bool send = a.phases & kPhaseSend, recv = a.phases & kPhaseRecv;
+  const uint64_t seq = send ? c.state->disp_seq + 1 : c.h.seqs[0];
+  const int parity = static_cast<int>(seq & 1);
+
+  if (send) {
+    dispatchSend(a, seq, s_mask);
+    if (lastBlockToArrive(&c.state->arrivals[kArriveDispatchSend])) {
+      if (!s_mask[c.rank]) publishToPeers(c, c.buf.disp_data_flags, parity, seq);
+      if (!recv && threadIdx.x == 0) c.state->disp_seq = c.h.seqs[0] = seq;
+    }
+  }
+  if (recv) {
+    dispatchRecv(a, seq, s_mask);
+    if (lastBlockToArrive(&c.state->arrivals[kArriveDispatchRecv])) {
+      if (!s_mask[c.rank]) ackPeers(c, c.buf.disp_acks, seq);
+      if (send && threadIdx.x == 0) c.state->disp_seq = c.h.seqs[0] = seq;
+    }
+  }
+}
+
+}  // namespace
+
+cudaError_t launchLlDispatch(const LlDispatchArgs& args, int grid, cudaStream_t stream) {
+  llDispatchKernel<<<grid, kLlBlockThreads, 0, stream>>>(args);
+  return cudaGetLastError();
+}
+
+}  // namespace epyard::ep

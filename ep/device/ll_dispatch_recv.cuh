@@ -1,0 +1,150 @@
+// LL dispatch, receiving half: wait for every source's per-expert counts, place rows
+// (expert-major: expert l's rows are source 0's tokens in token order, then source 1's, ...;
+// rank-major: source d's tokens at rows [d*B, d*B + count)), then copy each source's slots out of
+// the symmetric buffer into the caller's tensors as soon as that source's data flag is up. The
+// counters go to the layout-info tensors and to the handle (combine reads them).
+#pragma once
+
+#include "device/ll_buffers.cuh"
+
+namespace epyard::ep {
+
+struct RecvShared {
+  int count[kLlMaxRanks];   // tokens from each source, -1: nothing (masked or lost)
+  int prefix[kLlMaxRanks];  // [R][L]: rows of expert l from sources before d
+  int total[kLlMaxRanks];   // [L]: rows per local expert
+  int ready;
+};
+
+__device__ inline void gatherCounts(const LlDispatchArgs& a, uint64_t seq, const int* s_mask,
+                                    RecvShared* s) {
+  const LlCommon& c = a.c;
+  const int R = c.num_ranks, L = c.local_experts, parity = static_cast<int>(seq & 1);
+  char* mine = myBuffer(c);
+  for (int d = threadIdx.x; d < R; d += blockDim.x) {
+    const bool ok = !s_mask[c.rank] && !s_mask[d] &&
+                    waitFlag(c, flagIn(mine, c.buf.disp_header_flags, parity, R, d), seq,
+                             kWaitDispatchCounts, d, seq);
+    s->count[d] = ok ? dispatchHeader(c, mine, parity, d)[0] : -1;
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < R * L; i += blockDim.x) {
+    const int d = i / L;
+    s->prefix[i] = s->count[d] >= 0 ? dispatchHeader(c, mine, parity, d)[kHeaderCountsAt + i % L] : 0;
+  }
+  __syncthreads();
+  for (int l = threadIdx.x; l < L; l += blockDim.x) {
+    int run = 0;
+    for (int d = 0; d < R; ++d) {
+      const int n = s->prefix[d * L + l];
+      s->prefix[d * L + l] = run;
+      run += n;
+    }
+    s->total[l] = run;
+  }
+  __syncthreads();
+}
+
+__device__ inline void writeCounters(const LlDispatchArgs& a, const RecvShared* s) {
+  const LlCommon& c = a.c;
+  const LlCounters& out = a.counters;
+  for (int l = threadIdx.x; l < c.local_experts; l += blockDim.x) {
+    int offset = 0;
+    for (int i = 0; i < l; ++i) offset += s->total[i];
+    c.h.recv_expert_cnt[l] = s->total[l];
+    c.h.recv_expert_off[l] = offset;
+    if (out.expert_counters) out.expert_counters[l] = s->total[l];
+    if (out.expert_offsets) out.expert_offsets[l] = offset;
+  }
+  for (int d = threadIdx.x; d < c.num_ranks; d += blockDim.x) {
+    const int n = s->count[d] > 0 ? s->count[d] : 0;
+    c.h.recv_src_cnt[d] = n;
+    if (out.src_rank_counters) out.src_rank_counters[d] = n;
+  }
+  if (threadIdx.x == 0 && out.recv_total) {
+    int sum = 0;
+    if (c.rank_major) {
+      for (int d = 0; d < c.num_ranks; ++d) sum += s->count[d] > 0 ? s->count[d] : 0;
+    } else {
+      for (int l = 0; l < c.local_experts; ++l) sum += s->total[l];
+    }
+    *out.recv_total = sum;
+  }
+}
+
+// Copies slot j of source d to its output row(s).
+__device__ inline void copySlot(const LlDispatchArgs& a, const RecvShared* s, int parity, int d,
+                                int j) {
+  const LlCommon& c = a.c;
+  const int R = c.num_ranks, L = c.local_experts, B = c.max_tokens, K = c.top_k, H = a.hidden;
+  const char* slot = dispatchSlot(c, myBuffer(c), parity, d, j);
+  const LlSlotMeta* meta = reinterpret_cast<const LlSlotMeta*>(slot);
+  const char* payload = slot + sizeof(LlSlotMeta);
+  const float* scales = reinterpret_cast<const float*>(payload + c.buf.payload_bytes);
+  const uint32_t row_bytes = a.fp8 ? H : 2 * H;
+  const int groups = H / kLlScaleBlock;
+  char* out = static_cast<char*>(a.out_tokens);
+  auto copyRow = [&](size_t row) {
+    copyBlock16(out + row * row_bytes, payload, row_bytes);
+    if (a.fp8)
+      for (int g = threadIdx.x; g < groups; g += blockDim.x) a.out_scales[row * groups + g] = scales[g];
+  };
+  if (!c.rank_major) {
+    for (int k = 0; k < K; ++k) {
+      const int l = meta->local[k], pos = meta->pos[k];
+      if (l < 0 || pos < 0) continue;
+      const size_t row = static_cast<size_t>(l) * R * B + s->prefix[d * L + l] + pos;
+      copyRow(row);
+      if (threadIdx.x == 0) c.h.recv_origin[row] = packOrigin(d, k, meta->token);
+    }
+  } else {
+    const size_t row = static_cast<size_t>(d) * B + j;
+    copyRow(row);
+    if (threadIdx.x < K) {
+      const int k = threadIdx.x, l = meta->local[k];
+      if (a.out_topk_idx) a.out_topk_idx[row * K + k] = l;
+      if (a.out_topk_weights) a.out_topk_weights[row * K + k] = l >= 0 ? meta->weight[k] : 0.0f;
+    }
+    if (threadIdx.x == 0) c.h.recv_origin[row] = meta->token;
+  }
+}
+
+__device__ inline void dispatchRecv(const LlDispatchArgs& a, uint64_t seq, const int* s_mask) {
+  const LlCommon& c = a.c;
+  const int R = c.num_ranks, B = c.max_tokens, K = c.top_k, parity = static_cast<int>(seq & 1);
+  __shared__ RecvShared s;
+  gatherCounts(a, seq, s_mask, &s);
+  if (blockIdx.x == 0) writeCounters(a, &s);
+
+  // Slots of all sources in one sequence; block b copies items b, b + grid, ...
+  const int G = gridDim.x;
+  int base = 0;
+  for (int d = 0; d < R; ++d) {
+    const int n = s.count[d];
+    if (n <= 0) continue;
+    const int first = ((static_cast<int>(blockIdx.x) - base) % G + G) % G;
+    if (first < n) {
+      if (threadIdx.x == 0)
+        s.ready = waitFlag(c, flagIn(myBuffer(c), c.buf.disp_data_flags, parity, R, d), seq,
+                           kWaitDispatchData, d, seq);
+      __syncthreads();
+      if (s.ready)
+        for (int j = first; j < n; j += G) copySlot(a, &s, parity, d, j);
+      __syncthreads();
+    }
+    base += n;
+  }
+
+  // Rank-major rows past a source's count read as "no expert".
+  if (c.rank_major && (a.out_topk_idx || a.out_topk_weights)) {
+    const size_t n = static_cast<size_t>(R) * B * K;
+    for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += G * blockDim.x) {
+      const int row = static_cast<int>(i / K), d = row / B, j = row % B;
+      if (j < (s.count[d] > 0 ? s.count[d] : 0)) continue;
+      if (a.out_topk_idx) a.out_topk_idx[i] = -1;
+      if (a.out_topk_weights) a.out_topk_weights[i] = 0.0f;
+    }
+  }
+}
+
+}  // namespace epyard::ep

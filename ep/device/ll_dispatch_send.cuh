@@ -1,0 +1,129 @@
+// LL dispatch, sending half: each block takes tokens t = block, block + grid, ...; reads the
+// BF16 row once, quantises it to E4M3 with a scale per 128 channels when FP8 is asked for, and
+// stores it with its routing header into the slot the layout gave it at every destination rank
+// (NVLink stores through LSA pointers). Before the tokens go, every destination gets this rank's
+// per-expert counts, so it can place rows while tokens are still arriving.
+#pragma once
+
+#include "device/ll_buffers.cuh"
+#include "device/ll_numeric.cuh"
+
+namespace epyard::ep {
+
+constexpr int kMaxPiecesPerThread = 4;  // 16-channel pieces: hidden <= 4 x 16 x blockDim
+
+__device__ inline void sendCounts(const LlDispatchArgs& a, uint64_t seq, const int* s_mask) {
+  const LlCommon& c = a.c;
+  const int parity = static_cast<int>(seq & 1), L = c.local_experts;
+  for (int d = blockIdx.x; d < c.num_ranks; d += gridDim.x) {
+    if (s_mask[d]) continue;
+    char* peer = peerBuffer(c, d);
+    int32_t* header = dispatchHeader(c, peer, parity, c.rank);
+    if (threadIdx.x == 0) header[0] = c.h.rank_send_cnt[d];
+    for (int l = threadIdx.x; l < L; l += blockDim.x)
+      header[kHeaderCountsAt + l] = c.h.expert_send_cnt[d * L + l];
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      __threadfence_system();
+      storeRelease(flagIn(peer, c.buf.disp_header_flags, parity, c.num_ranks, c.rank), seq);
+    }
+  }
+}
+
+// Fills the routing header of token t as destination rank d sees it.
+__device__ inline void fillMeta(const LlDispatchArgs& a, int t, int d, LlSlotMeta* meta) {
+  const LlCommon& c = a.c;
+  const int K = c.top_k;
+  if (threadIdx.x < kLlMaxTopK) {
+    const int k = threadIdx.x;
+    int local = -1, pos = -1;
+    float weight = 0.0f;
+    if (k < K) {
+      const int e = c.h.topk[t * K + k];
+      if (e >= 0 && e / c.local_experts == d) {
+        local = e % c.local_experts;
+        pos = c.h.send_pos[t * K + k];
+        weight = a.topk_weights != nullptr ? a.topk_weights[t * K + k] : 0.0f;
+      }
+    }
+    meta->local[k] = local;
+    meta->pos[k] = pos;
+    meta->weight[k] = weight;
+  }
+  if (threadIdx.x == 0) {
+    meta->token = t;
+    meta->reserved = 0;
+    meta->pad[0] = meta->pad[1] = 0;
+  }
+}
+
+__device__ inline void dispatchSend(const LlDispatchArgs& a, uint64_t seq, const int* s_mask) {
+  const LlCommon& c = a.c;
+  const int K = c.top_k, H = a.hidden, parity = static_cast<int>(seq & 1);
+  __shared__ LlSlotMeta s_meta;
+  waitCredits(c, c.buf.disp_acks, seq, kWaitDispatchCredit);
+  __shared__ int s_skip;
+  if (threadIdx.x == 0) s_skip = aborted(c) || s_mask[c.rank];
+  __syncthreads();
+  if (s_skip) return;  // a masked rank sends nothing
+  sendCounts(a, seq, s_mask);
+
+  const int pieces = H / 16;
+  const int rounds = (pieces + blockDim.x - 1) / blockDim.x;
+  for (int t = blockIdx.x; t < c.num_tokens; t += gridDim.x) {
+    int4 raw[kMaxPiecesPerThread][2];
+    int4 quant[kMaxPiecesPerThread];
+    float scale[kMaxPiecesPerThread];
+    const int4* row = reinterpret_cast<const int4*>(a.x + static_cast<size_t>(t) * H);
+#pragma unroll
+    for (int r = 0; r < kMaxPiecesPerThread; ++r) {
+      if (r >= rounds) break;  // uniform across the block: the shuffles below stay converged
+      const int p = threadIdx.x + r * blockDim.x;
+      const bool on = p < pieces;
+      if (on) {
+        raw[r][0] = row[2 * p];
+        raw[r][1] = row[2 * p + 1];
+      }
+      if (a.fp8) {  // 8 consecutive threads hold one 128-channel block
+        float v[16];
+        float amax = 0.0f;
+        if (on) {
+          unpackBf16x16(raw[r], v);
+          for (int i = 0; i < 16; ++i) amax = fmaxf(amax, fabsf(v[i]));
+        }
+        amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 1));
+        amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 2));
+        amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 4));
+        scale[r] = fp8ScaleFor(amax, a.round_scales != 0);
+        if (on) quant[r] = quantizeE4m3x16(v, scale[r]);
+      }
+    }
+    for (int j = 0; j < K; ++j) {
+      const int d = c.h.dst_rank[t * K + j];
+      if (d < 0) break;
+      if (s_mask[d]) continue;
+      char* slot = dispatchSlot(c, peerBuffer(c, d), parity, c.rank, c.h.dst_slot[t * K + j]);
+      fillMeta(a, t, d, &s_meta);
+      __syncthreads();
+      if (threadIdx.x < sizeof(LlSlotMeta) / 16)
+        reinterpret_cast<int4*>(slot)[threadIdx.x] = reinterpret_cast<const int4*>(&s_meta)[threadIdx.x];
+      int4* payload = reinterpret_cast<int4*>(slot + sizeof(LlSlotMeta));
+      float* scales = reinterpret_cast<float*>(slot + sizeof(LlSlotMeta) + c.buf.payload_bytes);
+#pragma unroll
+      for (int r = 0; r < kMaxPiecesPerThread; ++r) {
+        const int p = threadIdx.x + r * blockDim.x;
+        if (r >= rounds || p >= pieces) continue;
+        if (a.fp8) {
+          payload[p] = quant[r];
+          if (p % 8 == 0) scales[p / 8] = scale[r];
+        } else {
+          payload[2 * p] = raw[r][0];
+          payload[2 * p + 1] = raw[r][1];
+        }
+      }
+      __syncthreads();  // s_meta is refilled for the next destination
+    }
+  }
+}
+
+}  // namespace epyard::ep

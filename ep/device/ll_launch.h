@@ -1,0 +1,24 @@
+// Host-callable launchers of the LL kernels (defined in the .cu files beside this header).
+// Each takes one argument struct and a stream and returns the launch's CUDA error.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "device/ll_types.h"
+
+namespace epyard::ep {
+
+constexpr int kLlBlockThreads = 512;
+
+// ncclEpUpdateHandle: routing of this rank's tokens (one block; T <= 1024).
+cudaError_t launchLlLayout(const LlLayoutArgs& args, cudaStream_t stream);
+
+// Dispatch / combine: `grid` blocks, all of which must be resident at once (grid <= SMs).
+cudaError_t launchLlDispatch(const LlDispatchArgs& args, int grid, cudaStream_t stream);
+cudaError_t launchLlCombine(const LlCombineArgs& args, int grid, cudaStream_t stream);
+
+// Group control: barrier across unmasked ranks, optionally clearing flags and sequence numbers
+// first (group creation, ncclEpMaskClean).
+cudaError_t launchLlBarrier(const LlControlArgs& args, cudaStream_t stream);
+
+}  // namespace epyard::ep

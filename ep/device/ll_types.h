@@ -1,0 +1,206 @@
+// Plain structs shared by the host code and the LL kernels: where things live in the symmetric
+// buffer, in the group's device state and in a handle's memory, and the kernels' argument
+// structs. No CUDA or NCCL types here (the window is carried as void*), so host C++ and nvcc
+// see the same layouts; the static_asserts pin what crosses the boundary.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#ifdef __CUDACC__
+#define EPYARD_HOST_DEVICE __host__ __device__
+#else
+#define EPYARD_HOST_DEVICE
+#endif
+
+namespace epyard::ep {
+
+constexpr int kLlMaxTopK = 16;
+constexpr int kLlMaxRanks = 512;  // every rank holds at least one of at most 512 experts
+constexpr int kLlScaleBlock = 128;
+
+// One dispatched token as it crosses NVLink: this header, then the payload (BF16 or FP8), then
+// (FP8) one float scale per 128 channels. `local[k]` is the destination-local expert named by
+// top-k slot k (-1 when that expert lives elsewhere), `pos[k]` the row of this token among the
+// sender's tokens for that expert (-1 for a repeated expert), `weight[k]` its top-k weight.
+struct LlSlotMeta {
+  int32_t token;
+  int32_t reserved;
+  int32_t local[kLlMaxTopK];
+  int32_t pos[kLlMaxTopK];
+  float weight[kLlMaxTopK];
+  int32_t pad[2];
+};
+static_assert(sizeof(LlSlotMeta) == 208 && sizeof(LlSlotMeta) % 16 == 0, "slot meta layout");
+
+// Offsets inside the symmetric window; identical on every rank. R ranks, B tokens per rank.
+// Flags hold sequence numbers: they only grow, so they never need clearing between calls.
+struct LlBufferLayout {
+  uint64_t disp_header_flags;  // [2][R] u64: src wrote its per-expert counts for seq
+  uint64_t disp_data_flags;    // [2][R] u64: src wrote all its tokens for seq
+  uint64_t disp_acks;          // [R] u64: rank r has consumed my dispatch seq (credit)
+  uint64_t comb_data_flags;    // [2][R] u64
+  uint64_t comb_acks;          // [R] u64
+  uint64_t barrier_flags;      // [R] u64: group barriers (create, mask clean)
+  uint64_t disp_headers;       // [2][R] x header_bytes: int32 num_tokens at 0, counts[L] at 16
+  uint64_t disp_slots;         // [2][R][B] x slot_bytes
+  uint64_t comb_slots;         // [2][B][comb_cols] x comb_row_bytes
+  uint64_t total;
+  uint32_t header_bytes;
+  uint32_t slot_bytes;
+  uint32_t payload_bytes;   // max_token_bytes: room for a BF16 row
+  uint32_t comb_row_bytes;  // a BF16 row
+  uint32_t comb_cols;       // max(kLlMaxTopK, R): a top-k slot (expert-major) or a rank
+  uint32_t reserved;
+};
+static_assert(sizeof(LlBufferLayout) == 104, "buffer layout");
+
+// The group's device-side state (ordinary device memory, one per group).
+struct LlDeviceState {
+  uint64_t disp_seq;     // last dispatch sequence number whose sending finished
+  uint64_t comb_seq;     // same for combine
+  uint64_t barrier_seq;  // group barriers so far
+  uint32_t arrivals[8];  // per-phase counters: the last block of a grid does the epilogue
+  int32_t abort;         // a wait failed: the other blocks stop waiting too
+  int32_t reserved;
+  int32_t mask[kLlMaxRanks];  // 1 = rank masked (skipped by dispatch and combine)
+};
+
+enum LlArrival : int {
+  kArriveLayout = 0,
+  kArriveDispatchSend,
+  kArriveDispatchRecv,
+  kArriveCombineSend,
+  kArriveCombineRecv,
+  kArriveBarrier,
+};
+
+// What a failed wait or a bad routing entry leaves for ncclEpGetAsyncError (host-mapped
+// memory, written by the kernel, read by the host without synchronising).
+enum LlFault : int32_t {
+  kFaultNone = 0,
+  kFaultTimeout = 1,     // a wait passed timeout_ns
+  kFaultBadExpert = 2,   // topk_idx held a value outside [-1, num_experts)
+};
+enum LlWaitKind : int32_t {
+  kWaitDispatchCredit = 1,  // for a receiver to free its buffer half
+  kWaitDispatchCounts,      // for a sender's per-expert counts
+  kWaitDispatchData,        // for a sender's tokens
+  kWaitCombineCredit,
+  kWaitCombineData,
+  kWaitBarrier,
+};
+struct LlAsyncError {
+  int32_t fault;  // LlFault
+  int32_t what;   // LlWaitKind, or for kFaultBadExpert the top-k slot
+  int32_t peer;   // the rank waited for, or for kFaultBadExpert the token
+  int32_t rank;   // this rank
+  uint64_t seq;
+  uint64_t waited_ns;
+  int64_t observed;  // the flag's value at the timeout, or the bad expert id
+};
+static_assert(sizeof(LlAsyncError) == 40, "async error layout");
+
+// A handle's device memory, carved from one block (library- or caller-owned). Routing is
+// written by ncclEpUpdateHandle; the recv_* part by the receiving half of dispatch, for combine.
+struct LlHandleLayout {
+  uint64_t topk;             // [B][K] int32: validated expert ids (-1 = none)
+  uint64_t send_pos;         // [B][K] int32: row among my tokens for that expert, -1 = repeat
+  uint64_t dst_rank;         // [B][K] int32: ranks the token goes to, -1 terminated
+  uint64_t dst_slot;         // [B][K] int32: its slot at that rank
+  uint64_t expert_send_cnt;  // [E] int32: my tokens per expert
+  uint64_t rank_send_cnt;    // [R] int32: my tokens per destination rank
+  uint64_t recv_src_cnt;     // [R] int32: tokens received from each source
+  uint64_t recv_expert_cnt;  // [L] int32: rows received per local expert
+  uint64_t recv_expert_off;  // [L] int32: exclusive prefix of recv_expert_cnt
+  uint64_t recv_origin;      // [L*R*B] (expert-major) or [R*B] (rank-major) int32, packed
+  uint64_t seqs;             // [2] u64: sequence numbers of this handle's dispatch, combine
+  uint64_t total;
+};
+
+// Device pointers into a handle's memory.
+struct LlHandleDev {
+  int32_t* topk;
+  int32_t* send_pos;
+  int32_t* dst_rank;
+  int32_t* dst_slot;
+  int32_t* expert_send_cnt;
+  int32_t* rank_send_cnt;
+  int32_t* recv_src_cnt;
+  int32_t* recv_expert_cnt;
+  int32_t* recv_expert_off;
+  int32_t* recv_origin;
+  uint64_t* seqs;
+};
+
+// Expert-major origin of a received row: source rank, top-k slot, token.
+EPYARD_HOST_DEVICE inline constexpr int32_t packOrigin(int src, int k, int token) {
+  return (src << 16) | (k << 11) | token;
+}
+
+// Everything every LL kernel needs about the group and the handle.
+struct LlCommon {
+  void* window;  // ncclWindow_t of the symmetric buffer
+  LlBufferLayout buf;
+  LlDeviceState* state;
+  LlAsyncError* error;
+  LlHandleDev h;
+  uint64_t timeout_ns;
+  int32_t rank;
+  int32_t num_ranks;
+  int32_t num_experts;
+  int32_t local_experts;
+  int32_t max_tokens;  // B
+  int32_t top_k;
+  int32_t num_tokens;  // this handle's T (from ncclEpUpdateHandle)
+  int32_t rank_major;  // layout: 0 expert-major, 1 rank-major
+  int32_t enable_mask;
+  int32_t reserved;
+};
+
+// Which halves of an op a launch runs (send_only launches kSend, ncclEpComplete kRecv).
+enum LlPhases : int { kPhaseSend = 1, kPhaseRecv = 2, kPhaseBoth = 3 };
+
+struct LlLayoutArgs {
+  LlCommon c;
+  const int64_t* topk_idx;  // [T][K]
+};
+
+// Layout-info outputs (int32, each optional).
+struct LlCounters {
+  int32_t* expert_counters;
+  int32_t* src_rank_counters;
+  int32_t* expert_offsets;
+  int32_t* recv_total;
+};
+
+struct LlDispatchArgs {
+  LlCommon c;
+  int32_t phases;
+  int32_t hidden;
+  int32_t fp8;
+  int32_t round_scales;
+  const uint16_t* x;            // [T][H] BF16
+  const float* topk_weights;    // [T][K], may be null
+  void* out_tokens;             // BF16 or E4M3 rows
+  float* out_scales;            // FP8: [rows][H/128]
+  int64_t* out_topk_idx;        // rank-major: [R][B][K]
+  float* out_topk_weights;      // rank-major: [R][B][K]
+  LlCounters counters;
+};
+
+struct LlCombineArgs {
+  LlCommon c;
+  int32_t phases;
+  int32_t hidden;
+  const uint16_t* x;           // expert-major [L][R*B][H] or rank-major [R][B][H], BF16
+  const float* topk_weights;   // expert-major: [T][K] (the weights applied)
+  uint16_t* out;               // [T][H] BF16
+};
+
+struct LlControlArgs {
+  LlCommon c;
+  int32_t zero_buffer;  // clear every flag first (group creation, mask clean)
+};
+
+}  // namespace epyard::ep

@@ -1,0 +1,238 @@
+// ncclEpCreateGroup / ncclEpGroupDestroy and the group-level calls (masks, async errors).
+#include <cstring>
+
+#include "device/ll_launch.h"
+#include "host/api_impl.h"
+#include "host/api_check.h"
+#include "host/errors.h"
+#include "host/group.h"
+#include "host/params.h"
+
+namespace epyard::ep {
+
+ncclResult_t Allocator::allocate(void** ptr, size_t bytes) const {
+  if (fns.alloc_fn != nullptr) return fns.alloc_fn(ptr, bytes, fns.context);
+  return cudaMalloc(ptr, bytes) == cudaSuccess ? ncclSuccess : ncclUnhandledCudaError;
+}
+
+void Allocator::release(void* ptr) const {
+  if (ptr == nullptr) return;
+  if (fns.free_fn != nullptr) {
+    fns.free_fn(ptr, fns.context);
+  } else {
+    cudaFree(ptr);
+  }
+}
+
+namespace {
+
+constexpr int kMinNcclVersion = 22807;  // 2.28.7: device API and symmetric windows
+
+std::string versionText(int code) {
+  return std::to_string(code / 10000) + "." + std::to_string(code / 100 % 100) + "." +
+         std::to_string(code % 100);
+}
+
+// Everything a group holds, in reverse order of creation; safe on a half-built group.
+void releaseGroup(ncclEpGroup* g) {
+  if (g->setup_stream != nullptr) cudaStreamSynchronize(g->setup_stream);
+  if (g->dev_comm_made) ncclDevCommDestroy(g->comm, &g->dev_comm);
+  if (g->window != nullptr) ncclCommWindowDeregister(g->comm, g->window);
+  if (g->buffer != nullptr) {
+    if (g->buffer_from_nccl) {
+      ncclMemFree(g->buffer);
+    } else {
+      g->alloc.release(g->buffer);
+    }
+  }
+  g->alloc.release(g->state);
+  if (g->error_host != nullptr) cudaFreeHost(g->error_host);
+  if (g->setup_stream != nullptr) cudaStreamDestroy(g->setup_stream);
+}
+
+ncclResult_t checkNccl(ncclEpGroup* g) {
+  int version = 0;
+  EP_NCCL(g, ncclGetVersion(&version));
+  if (version < kMinNcclVersion)
+    return fail(g, ncclInvalidUsage,
+                "NCCL " + versionText(version) + " is loaded; the EP module needs NCCL " +
+                    versionText(kMinNcclVersion) + " or newer (device API, symmetric windows)");
+  return ncclSuccess;
+}
+
+ncclResult_t allocateBuffer(ncclEpGroup* g) {
+  const char* rule =
+      "the EP buffer is an NCCL symmetric window: it must come from ncclMemAlloc or cuMem";
+  if (g->config.alloc.alloc_fn != nullptr) {
+    if (g->alloc.allocate(&g->buffer, g->layout.total) != ncclSuccess || g->buffer == nullptr)
+      return fail(g, ncclSystemError,
+                  "config.alloc.alloc_fn failed for the " + std::to_string(g->layout.total) +
+                      "-byte EP buffer");
+  } else {
+    EP_NCCL(g, ncclMemAlloc(&g->buffer, g->layout.total));
+    g->buffer_from_nccl = true;
+  }
+  // Cleared and finished before registration: registration is collective, so once it returns
+  // on any rank every rank's flags are zero and no peer can write into a dirty buffer.
+  EP_CUDA(g, cudaMemsetAsync(g->buffer, 0, g->layout.total, g->setup_stream));
+  EP_CUDA(g, cudaStreamSynchronize(g->setup_stream));
+  ncclResult_t r = ncclCommWindowRegister(g->comm, g->buffer, g->layout.total, &g->window,
+                                          NCCL_WIN_COLL_SYMMETRIC);
+  if (r != ncclSuccess) {
+    g->window = nullptr;
+    return failNccl(g, (std::string("ncclCommWindowRegister (") + rule + ")").c_str(), r);
+  }
+  return ncclSuccess;
+}
+
+ncclResult_t checkLsaTeam(ncclEpGroup* g) {
+  if (epParams().disable_nvlink)
+    return fail(g, ncclInvalidUsage,
+                "EPYARD_EP_DISABLE_NVLINK=1 asks for the network (GIN) path, which this version "
+                "does not have yet: low-latency mode needs all ranks in one NVLink domain");
+  ncclTeam_t lsa = ncclTeamLsa(g->comm);
+  if (lsa.nRanks != g->num_ranks)
+    return fail(g, ncclInvalidUsage,
+                "rank " + std::to_string(g->rank) + " reaches " + std::to_string(lsa.nRanks) +
+                    " of " + std::to_string(g->num_ranks) +
+                    " ranks over NVLink (LSA); the network (GIN) path is not available yet, so "
+                    "every rank of the communicator must be NVLink-connected");
+  return ncclSuccess;
+}
+
+ncclResult_t createGroup(ncclEpGroup* g, ncclComm_t comm, const ncclEpGroupConfig_t* config) {
+  if (comm == nullptr) return fail(g, ncclInvalidArgument, "comm is NULL");
+  EP_CHECK(checkNccl(g));
+  g->comm = comm;
+  EP_NCCL(g, ncclCommCount(comm, &g->num_ranks));
+  EP_NCCL(g, ncclCommUserRank(comm, &g->rank));
+  EP_NCCL(g, ncclCommCuDevice(comm, &g->device));
+  EP_CHECK(checkArg(g, checkGroupConfig(config, g->num_ranks)));
+  g->config = *config;
+  if (config->algorithm != NCCL_EP_ALGO_LOW_LATENCY)
+    return fail(g, ncclInvalidUsage,
+                "NCCL_EP_ALGO_HIGH_THROUGHPUT is not available in this version of epyard; use "
+                "NCCL_EP_ALGO_LOW_LATENCY (up to 1024 tokens per rank)");
+  if (g->num_ranks > kLlMaxRanks)
+    return fail(g, ncclInvalidArgument, "more than 512 ranks are not supported");
+  g->alloc.fns = config->alloc;
+  g->timeout_ns = config->timeout_ns != NCCL_EP_AUTO
+                      ? config->timeout_ns
+                      : static_cast<uint64_t>(epParams().timeout_ms) * 1000000ull;
+
+  int current = 0;
+  EP_CUDA(g, cudaGetDevice(&current));
+  if (current != g->device)
+    return fail(g, ncclInvalidUsage,
+                "the current CUDA device is " + std::to_string(current) + " but comm runs on " +
+                    std::to_string(g->device) + ": call cudaSetDevice first");
+  int sms = 0;
+  EP_CUDA(g, cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, g->device));
+  g->grid = config->max_num_sms != NCCL_EP_AUTO && static_cast<int>(config->max_num_sms) < sms
+                ? static_cast<int>(config->max_num_sms)
+                : sms;
+  EP_CHECK(checkLsaTeam(g));
+
+  g->layout = llBufferLayout(g->num_ranks, static_cast<int>(config->num_experts),
+                             static_cast<int>(config->max_dispatch_tokens_per_rank),
+                             config->max_token_bytes);
+  if (config->rdma_buffer_size != NCCL_EP_AUTO) {
+    if (config->rdma_buffer_size < g->layout.total)
+      return fail(g, ncclInvalidArgument,
+                  "config.rdma_buffer_size (" + std::to_string(config->rdma_buffer_size) +
+                      ") is below the " + std::to_string(g->layout.total) +
+                      " bytes these limits need (or pass NCCL_EP_AUTO)");
+    g->layout.total = config->rdma_buffer_size;
+  }
+  EP_CUDA(g, cudaStreamCreateWithFlags(&g->setup_stream, cudaStreamNonBlocking));
+  EP_CHECK(allocateBuffer(g));
+
+  ncclDevCommRequirements_t reqs;
+  std::memset(&reqs, 0, sizeof(reqs));
+  EP_NCCL(g, ncclDevCommCreate(comm, &reqs, &g->dev_comm));
+  g->dev_comm_made = true;
+  if (g->dev_comm.lsaSize != g->num_ranks)
+    return fail(g, ncclInternalError, "device comm's LSA team does not hold every rank");
+
+  void* state = nullptr;
+  if (g->alloc.allocate(&state, sizeof(LlDeviceState)) != ncclSuccess || state == nullptr)
+    return fail(g, ncclSystemError, "allocating the EP device state failed");
+  g->state = static_cast<LlDeviceState*>(state);
+  EP_CUDA(g, cudaMemsetAsync(g->state, 0, sizeof(LlDeviceState), g->setup_stream));
+  EP_CUDA(g, cudaHostAlloc(reinterpret_cast<void**>(&g->error_host), sizeof(LlAsyncError),
+                           cudaHostAllocMapped));
+  std::memset(g->error_host, 0, sizeof(LlAsyncError));
+  EP_CUDA(g, cudaHostGetDevicePointer(reinterpret_cast<void**>(&g->error_dev), g->error_host, 0));
+
+  // Every rank reachable: a bounded barrier through the window.
+  LlControlArgs barrier{};
+  barrier.c = g->common();
+  EP_CUDA(g, launchLlBarrier(barrier, g->setup_stream));
+  EP_CUDA(g, cudaStreamSynchronize(g->setup_stream));
+  if (g->error_host->fault != kFaultNone)
+    return fail(g, ncclRemoteError,
+                "rank " + std::to_string(g->error_host->peer) +
+                    " did not reach the group-creation barrier within timeout_ns");
+  return ncclSuccess;
+}
+
+}  // namespace
+}  // namespace epyard::ep
+
+using namespace epyard::ep;
+
+epyard::ep::LlCommon ncclEpGroup::common() const {
+  LlCommon c{};
+  c.window = window;
+  c.buf = layout;
+  c.state = state;
+  c.error = error_dev;
+  c.timeout_ns = timeout_ns;
+  c.rank = rank;
+  c.num_ranks = num_ranks;
+  c.num_experts = static_cast<int32_t>(config.num_experts);
+  c.local_experts = static_cast<int32_t>(config.num_experts) / num_ranks;
+  c.max_tokens = static_cast<int32_t>(config.max_dispatch_tokens_per_rank);
+  c.enable_mask = config.enable_mask != 0;
+  return c;
+}
+
+namespace epyard::ep {
+
+ncclResult_t groupCreate(ncclEpGroup_t* out, ncclComm_t comm, const ncclEpGroupConfig_t* config) {
+  if (out == nullptr) return fail(nullptr, ncclInvalidArgument, "group (the output pointer) is NULL");
+  *out = nullptr;
+  auto* g = new ncclEpGroup();
+  ncclResult_t r = createGroup(g, comm, config);
+  if (r != ncclSuccess) {
+    fail(nullptr, r, g->last_error);  // the message outlives the half-built group
+    releaseGroup(g);
+    delete g;
+    return r;
+  }
+  *out = g;
+  return ncclSuccess;
+}
+
+ncclResult_t groupDestroy(ncclEpGroup_t g) {
+  if (g == nullptr) return fail(nullptr, ncclInvalidArgument, "group is NULL");
+  if (g->live_handles > 0)
+    return fail(g, ncclInvalidUsage,
+                std::to_string(g->live_handles) +
+                    " handle(s) of this group are still alive: ncclEpHandleDestroy them first");
+  releaseGroup(g);
+  delete g;
+  return ncclSuccess;
+}
+
+// Fails ops while a timed-out kernel has left the group out of step (until ncclEpErrorClear).
+ncclResult_t checkHealthy(ncclEpGroup_t g) {
+  if (g->error_host->fault != kFaultTimeout) return ncclSuccess;
+  int fault = 0;
+  describeAsyncError(g, &fault);
+  return fail(g, ncclRemoteError,
+              std::string(lastError(g)) +
+                  "; the group is out of step: ncclEpErrorClear, then ncclEpMaskClean on every rank");
+}
+
+}  // namespace epyard::ep

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Builds libepyard.so, the EP GPU tests and epyard_ep_perf on the device machine and runs them.
+# Usage (inside a `device` run, repo root): bash tests/device/ep_gpu.sh [steps...]
+#   test[:case,case]   epyard_ep_gpu_test on all GPUs (TEST_RANKS=2 for two ranks as well)
+#   sanitize           compute-sanitizer memcheck and racecheck on a small case, 2 ranks
+#   perf               epyard_ep_perf at the target shape and a sweep (PERF_ARGS to override)
+# Carry .deps (Debian's libfabric-dev .deb; the top-level CMake wants libfabric headers).
+# Logs and a summary land in $OUT (or /tmp/epyard-out).
+set -u
+OUT=${OUT:-/tmp/epyard-out}
+mkdir -p "$OUT"
+cd "$(dirname "$0")/../.."
+source tests/device/env.sh
+log() { echo "== $*" | tee -a "$OUT/summary.txt"; }
+
+lf=.deps/libfabric
+if [ ! -f "$lf/usr/include/rdma/fabric.h" ]; then
+  mkdir -p "$lf" && dpkg -x .deps/libfabric-dev_*.deb "$lf" || { log "no libfabric-dev .deb in .deps"; exit 1; }
+fi
+export EPYARD_LIBFABRIC_INCLUDE=$PWD/$lf/usr/include
+[ -f "$EPYARD_NCCL_HOME/include/nccl_device.h" ] || log "WARNING: NCCL's nccl_device.h is missing under $EPYARD_NCCL_HOME/include"
+log "GPUs: $(nvidia-smi -L | wc -l); $(nvidia-smi -L | head -1)"
+start=$(date +%s)
+cmake -S . -B build-dev -G Ninja -DCMAKE_BUILD_TYPE=Release -DEPYARD_WERROR=OFF \
+  -DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc -DCUDAToolkit_ROOT=/usr/local/cuda >"$OUT/build.log" 2>&1 &&
+  ninja -C build-dev epyard epyard_ep_gpu_test epyard_ep_perf >>"$OUT/build.log" 2>&1 ||
+  { log "build failed (see build.log)"; grep -E "error|FAILED" -A3 "$OUT/build.log" | head -40; exit 1; }
+log "build ok ($(( $(date +%s) - start )) s)"
+ngpu=$(nvidia-smi -L | wc -l)
+bin=./build-dev/tests/ep/gpu/epyard_ep_gpu_test
+
+for step in ${*:-test perf}; do
+  case $step in
+    test*)
+      cases=${step#test}; cases=${cases#:}
+      for n in ${TEST_RANKS:-$ngpu}; do
+        log "epyard_ep_gpu_test --nranks $n ${cases:+--cases $cases}"
+        s=$(date +%s)
+        timeout ${TEST_TIMEOUT:-400} $bin --nranks "$n" ${cases:+--cases "$cases"} >"$OUT/test_r$n.log" 2>&1
+        rc=$?
+        grep -a -E "PASS|FAIL|ok:|EP GPU tests|launch" "$OUT/test_r$n.log" | head -60 | tee -a "$OUT/summary.txt"
+        log "exit $rc after $(( $(date +%s) - s )) s"
+      done ;;
+    sanitize)
+      for tool in memcheck racecheck; do
+        log "compute-sanitizer --tool $tool (2 ranks, case basic)"
+        timeout 600 /usr/local/cuda/bin/compute-sanitizer --tool $tool --target-processes all \
+          --error-exitcode 9 $bin --nranks 2 --cases basic >"$OUT/sanitize_$tool.log" 2>&1
+        rc=$?
+        grep -a -E "ERROR SUMMARY|PASS|FAIL|Error" "$OUT/sanitize_$tool.log" | sort | uniq -c | head -20 | tee -a "$OUT/summary.txt"
+        log "$tool exit $rc"
+      done ;;
+    perf)
+      log "epyard_ep_perf ${PERF_ARGS:-(target shape, FP8 and BF16, token sweep)}"
+      if [ -n "${PERF_ARGS:-}" ]; then
+        timeout 600 ./build-dev/perf/epyard_ep_perf $PERF_ARGS 2>&1 | tee -a "$OUT/summary.txt"
+      else
+        timeout 300 ./build-dev/perf/epyard_ep_perf --tokens 1,32,64,128,256 2>&1 | tee -a "$OUT/summary.txt"
+        timeout 300 ./build-dev/perf/epyard_ep_perf --bf16 2>&1 | tee -a "$OUT/summary.txt"
+        timeout 300 ./build-dev/perf/epyard_ep_perf --rank-major 2>&1 | tee -a "$OUT/summary.txt"
+      fi ;;
+  esac
+done
+log done
