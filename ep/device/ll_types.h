@@ -23,7 +23,7 @@ constexpr int kLlScaleBlock = 128;
 // (FP8) one float scale per 128 channels. `local[k]` is the destination-local expert named by
 // top-k slot k (-1 when that expert lives elsewhere), `pos[k]` the row of this token among the
 // sender's tokens for that expert (-1 for a repeated expert), `weight[k]` its top-k weight.
-struct LlSlotMeta {
+struct alignas(16) LlSlotMeta {
   int32_t token;
   int32_t reserved;
   int32_t local[kLlMaxTopK];
