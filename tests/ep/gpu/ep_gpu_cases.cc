@@ -238,8 +238,12 @@ void caseHandles(Ctx& c) {
       EP_OK(ncclEpComplete(ha, nullptr, c.stream), g);
       EP_OK(ncclEpComplete(hb, nullptr, c.stream), g);
     }
-    a.check(c.rank(), "handles: expert-major handle");
-    b.check(c.rank(), "handles: rank-major handle (caller memory)");
+    char what[96];
+    std::snprintf(what, sizeof(what), "handles round %d (%s): expert-major handle", k,
+                  k == 0 ? "interleaved" : "staged, completed in reverse");
+    a.check(c.rank(), what);
+    std::snprintf(what, sizeof(what), "handles round %d: rank-major handle (caller memory)", k);
+    b.check(c.rank(), what);
   }
   EP_OK(ncclEpHandleDestroy(ha), g);
   EP_OK(ncclEpHandleDestroy(hb), g);
