@@ -11,7 +11,7 @@ __device__ __forceinline__ uint64_t* flagIn(char* base, uint64_t region, int par
   return reinterpret_cast<uint64_t*>(base + region) + parity * ranks + src;
 }
 
-__device__ __forceinline__ uint64_t* ackIn(char* base, uint64_t region, int src) {
+__device__ __forceinline__ uint64_t* perRankFlag(char* base, uint64_t region, int src) {
   return reinterpret_cast<uint64_t*>(base + region) + src;
 }
 
@@ -37,13 +37,15 @@ __device__ __forceinline__ char* combineSlot(const LlCommon& c, char* base, int 
 }
 
 // Waits for the credit to write half `seq & 1` of every unmasked peer's buffer: each has
-// acknowledged seq - 2. Threads 0..R-1 of the block wait on one peer each.
+// acknowledged seq - 2 in that half's slot (one slot per half, so that staged ops completed
+// out of order never lower an acknowledgement). Threads 0..R-1 wait on one peer each.
 __device__ inline void waitCredits(const LlCommon& c, uint64_t acks_region, uint64_t seq,
                                    int what) {
   if (seq > 2) {
     for (int d = threadIdx.x; d < c.num_ranks; d += blockDim.x) {
       if (isMasked(c, d)) continue;
-      waitFlag(c, ackIn(myBuffer(c), acks_region, d), seq - 2, what, d, seq);
+      waitFlag(c, flagIn(myBuffer(c), acks_region, static_cast<int>(seq & 1), c.num_ranks, d),
+               seq - 2, what, d, seq);
     }
   }
   __syncthreads();
@@ -59,7 +61,8 @@ __device__ inline void publishToPeers(const LlCommon& c, uint64_t region, int pa
 // Acknowledges `seq` to every unmasked peer: its half of my buffer is free again.
 __device__ inline void ackPeers(const LlCommon& c, uint64_t acks_region, uint64_t seq) {
   for (int d = threadIdx.x; d < c.num_ranks; d += blockDim.x)
-    if (!isMasked(c, d)) storeRelease(ackIn(peerBuffer(c, d), acks_region, c.rank), seq);
+    if (!isMasked(c, d))
+      storeRelease(flagIn(peerBuffer(c, d), acks_region, static_cast<int>(seq & 1), c.num_ranks, c.rank), seq);
 }
 
 }  // namespace epyard::ep

@@ -10,9 +10,9 @@ namespace {
 
 __device__ inline void barrier(const LlCommon& c, uint64_t seq) {
   for (int d = threadIdx.x; d < c.num_ranks; d += blockDim.x)
-    if (!isMasked(c, d)) storeRelease(ackIn(peerBuffer(c, d), c.buf.barrier_flags, c.rank), seq);
+    if (!isMasked(c, d)) storeRelease(perRankFlag(peerBuffer(c, d), c.buf.barrier_flags, c.rank), seq);
   for (int d = threadIdx.x; d < c.num_ranks; d += blockDim.x)
-    if (!isMasked(c, d)) waitFlag(c, ackIn(myBuffer(c), c.buf.barrier_flags, d), seq, kWaitBarrier, d, seq);
+    if (!isMasked(c, d)) waitFlag(c, perRankFlag(myBuffer(c), c.buf.barrier_flags, d), seq, kWaitBarrier, d, seq);
   __syncthreads();
 }
 

@@ -38,9 +38,9 @@ static_assert(sizeof(LlSlotMeta) == 208 && sizeof(LlSlotMeta) % 16 == 0, "slot m
 struct LlBufferLayout {
   uint64_t disp_header_flags;  // [2][R] u64: src wrote its per-expert counts for seq
   uint64_t disp_data_flags;    // [2][R] u64: src wrote all its tokens for seq
-  uint64_t disp_acks;          // [R] u64: rank r has consumed my dispatch seq (credit)
+  uint64_t disp_acks;          // [2][R] u64: rank r has consumed my dispatch seq (credit)
   uint64_t comb_data_flags;    // [2][R] u64
-  uint64_t comb_acks;          // [R] u64
+  uint64_t comb_acks;          // [2][R] u64 (per half: ops may complete out of order)
   uint64_t barrier_flags;      // [R] u64: group barriers (create, mask clean)
   uint64_t disp_headers;       // [2][R] x header_bytes: int32 num_tokens at 0, counts[L] at 16
   uint64_t disp_slots;         // [2][R][B] x slot_bytes

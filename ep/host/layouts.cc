@@ -32,9 +32,9 @@ LlBufferLayout llBufferLayout(int ranks, int experts, int max_tokens, unsigned m
   uint64_t at = 0;
   b.disp_header_flags = take(&at, 2 * R * 8, 8);
   b.disp_data_flags = take(&at, 2 * R * 8, 8);
-  b.disp_acks = take(&at, R * 8, 8);
+  b.disp_acks = take(&at, 2 * R * 8, 8);
   b.comb_data_flags = take(&at, 2 * R * 8, 8);
-  b.comb_acks = take(&at, R * 8, 8);
+  b.comb_acks = take(&at, 2 * R * 8, 8);
   b.barrier_flags = take(&at, R * 8, 8);
   b.disp_headers = take(&at, 2 * R * b.header_bytes);
   b.disp_slots = take(&at, 2 * R * B * b.slot_bytes);

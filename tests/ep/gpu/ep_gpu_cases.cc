@@ -94,6 +94,11 @@ void Round::combine(ncclEpHandle_t h, cudaStream_t st, bool send_only, bool comp
 
 void Round::check(int rank, const char* what) {
   CUDA_CHECK(cudaDeviceSynchronize());
+  if (group != nullptr) {
+    int async = 0;
+    EP_OK(ncclEpGetAsyncError(group, &async), group);
+    if (async != ncclSuccess) die("%s: asynchronous error: %s", what, ncclEpGetLastError(group));
+  }
   const ref::LlDispatchResult& want = expected[rank];
   std::string bad = compareCounters(want, o, *expert_counters, *src_counters, *offsets, *total);
   if (bad.empty())
@@ -113,8 +118,9 @@ uint64_t Round::hashOutputs(int rank) const {
   return hashBytes(comb.data(), comb.size(), h);
 }
 
-ncclEpHandle_t makeHandle(ncclEpGroup_t g, const Round& r, const ncclEpTensor_t* mem) {
+ncclEpHandle_t makeHandle(ncclEpGroup_t g, Round& r, const ncclEpTensor_t* mem) {
   ncclEpHandle_t h = nullptr;
+  r.group = g;
   EP_OK(ncclEpInitHandle(&h, g, r.rm() ? NCCL_EP_LAYOUT_RANK_MAJOR : NCCL_EP_LAYOUT_EXPERT_MAJOR,
                          nullptr, r.s.top_k, mem), g);
   return h;

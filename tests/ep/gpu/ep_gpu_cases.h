@@ -49,6 +49,7 @@ struct Round {
   std::vector<ref::RankRouting> routing;
   std::vector<ref::LlDispatchResult> expected;
   std::vector<uint16_t> expected_combine;  // this rank's [T, H]
+  ncclEpGroup_t group = nullptr;           // set by makeHandle: check() reads its async error
 
   Round(const ref::LlShape& shape, const ref::LlOptions& options, int tokens);
   // New routing: uploads this rank's inputs and computes the reference (dispatch and the
@@ -63,7 +64,7 @@ struct Round {
   uint64_t hashOutputs(int rank) const;
 };
 
-ncclEpHandle_t makeHandle(ncclEpGroup_t g, const Round& r, const ncclEpTensor_t* mem = nullptr);
+ncclEpHandle_t makeHandle(ncclEpGroup_t g, Round& r, const ncclEpTensor_t* mem = nullptr);
 
 // Cases in ep_gpu_robust.cc.
 void caseMasks(Ctx& c);
