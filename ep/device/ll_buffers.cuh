@@ -29,11 +29,29 @@ __device__ __forceinline__ char* dispatchSlot(const LlCommon& c, char* base, int
   return base + c.buf.disp_slots + index * c.buf.slot_bytes;
 }
 
+__device__ __forceinline__ uint64_t* slotFlag(const LlCommon& c, char* base, int parity, int src,
+                                              int slot) {
+  return reinterpret_cast<uint64_t*>(base + c.buf.disp_slot_flags) +
+         (static_cast<uint64_t>(parity * c.num_ranks + src) * c.max_tokens + slot);
+}
+
+// Combine: rank `col`'s (partial) row of this rank's token `token`, and its flag.
+__device__ __forceinline__ uint64_t combineIndex(const LlCommon& c, int parity, int token, int col) {
+  return (static_cast<uint64_t>(parity) * c.max_tokens + token) * c.num_ranks + col;
+}
 __device__ __forceinline__ char* combineSlot(const LlCommon& c, char* base, int parity, int token,
                                              int col) {
-  const uint64_t index =
-      (static_cast<uint64_t>(parity) * c.max_tokens + token) * c.buf.comb_cols + col;
-  return base + c.buf.comb_slots + index * c.buf.comb_row_bytes;
+  return base + c.buf.comb_slots + combineIndex(c, parity, token, col) * c.buf.comb_row_bytes;
+}
+__device__ __forceinline__ uint64_t* combineRowFlag(const LlCommon& c, char* base, int parity,
+                                                    int token, int col) {
+  return reinterpret_cast<uint64_t*>(base + c.buf.comb_row_flags) + combineIndex(c, parity, token, col);
+}
+
+// Combine weights of source `src` as this rank holds them: [B][kLlMaxTopK] floats.
+__device__ __forceinline__ float* combineWeights(const LlCommon& c, char* base, int parity, int src) {
+  return reinterpret_cast<float*>(base + c.buf.comb_weights) +
+         static_cast<uint64_t>(parity * c.num_ranks + src) * c.max_tokens * kLlMaxTopK;
 }
 
 // Waits for the credit to write half `seq & 1` of every unmasked peer's buffer: each has
@@ -49,13 +67,6 @@ __device__ inline void waitCredits(const LlCommon& c, uint64_t acks_region, uint
     }
   }
   __syncthreads();
-}
-
-// Publishes `seq` in `region` of every unmasked peer (threads of one block).
-__device__ inline void publishToPeers(const LlCommon& c, uint64_t region, int parity,
-                                      uint64_t seq) {
-  for (int d = threadIdx.x; d < c.num_ranks; d += blockDim.x)
-    if (!isMasked(c, d)) storeRelease(flagIn(peerBuffer(c, d), region, parity, c.num_ranks, c.rank), seq);
 }
 
 // Acknowledges `seq` to every unmasked peer: its half of my buffer is free again.

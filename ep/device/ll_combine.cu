@@ -15,14 +15,11 @@ __global__ void __launch_bounds__(kLlBlockThreads) llCombineKernel(LlCombineArgs
   __syncthreads();
   const bool send = a.phases & kPhaseSend, recv = a.phases & kPhaseRecv;
   const uint64_t seq = send ? c.state->comb_seq + 1 : c.h.seqs[1];
-  const int parity = static_cast<int>(seq & 1);
 
   if (send) {
     combineSend(a, seq, s_mask);
-    if (lastBlockToArrive(&c.state->arrivals[kArriveCombineSend])) {
-      if (!s_mask[c.rank]) publishToPeers(c, c.buf.comb_data_flags, parity, seq);
-      if (!recv && threadIdx.x == 0) c.state->comb_seq = c.h.seqs[1] = seq;
-    }
+    if (!recv && lastBlockToArrive(&c.state->arrivals[kArriveCombineSend]) && threadIdx.x == 0)
+      c.state->comb_seq = c.h.seqs[1] = seq;
   }
   if (recv) {
     combineRecv(a, seq, s_mask);

@@ -1,6 +1,7 @@
 // LL dispatch kernel: the sending half, the receiving half, or both in one launch (the usual
 // case; send_only launches the first and ncclEpComplete the second). Sequence numbers: a send
-// takes the group's next one, a receive-only launch the one its handle's send recorded.
+// takes the group's next one, a receive-only launch the one its handle's send recorded; the
+// last block of the launch advances the group's counter and acknowledges what it received.
 
 #include "device/ll_dispatch_recv.cuh"
 #include "device/ll_dispatch_send.cuh"
@@ -20,14 +21,11 @@ __global__ void __launch_bounds__(kLlBlockThreads) llDispatchKernel(LlDispatchAr
   loadMask(c, s_mask);
   const bool send = a.phases & kPhaseSend, recv = a.phases & kPhaseRecv;
   const uint64_t seq = send ? c.state->disp_seq + 1 : c.h.seqs[0];
-  const int parity = static_cast<int>(seq & 1);
 
   if (send) {
     dispatchSend(a, seq, s_mask);
-    if (lastBlockToArrive(&c.state->arrivals[kArriveDispatchSend])) {
-      if (!s_mask[c.rank]) publishToPeers(c, c.buf.disp_data_flags, parity, seq);
-      if (!recv && threadIdx.x == 0) c.state->disp_seq = c.h.seqs[0] = seq;
-    }
+    if (!recv && lastBlockToArrive(&c.state->arrivals[kArriveDispatchSend]) && threadIdx.x == 0)
+      c.state->disp_seq = c.h.seqs[0] = seq;
   }
   if (recv) {
     dispatchRecv(a, seq, s_mask);

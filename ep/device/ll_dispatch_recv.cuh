@@ -1,8 +1,9 @@
 // LL dispatch, receiving half: wait for every source's per-expert counts, place rows
 // (expert-major: expert l's rows are source 0's tokens in token order, then source 1's, ...;
-// rank-major: source d's tokens at rows [d*B, d*B + count)), then copy each source's slots out of
-// the symmetric buffer into the caller's tensors as soon as that source's data flag is up. The
-// counters go to the layout-info tensors and to the handle (combine reads them).
+// rank-major: source d's tokens at rows [d*B, d*B + count)), then copy each slot out of the
+// symmetric buffer into the caller's tensors as soon as its flag is up. The counters go to the
+// layout-info tensors and to the handle; so does, per received slot, its token and (expert-major)
+// the row of each top-k slot: combine reads them.
 #pragma once
 
 #include "device/ll_buffers.cuh"
@@ -89,23 +90,31 @@ __device__ inline void copySlot(const LlDispatchArgs& a, const RecvShared* s, in
     if (a.fp8)
       for (int g = threadIdx.x; g < groups; g += blockDim.x) a.out_scales[row * groups + g] = scales[g];
   };
+  const size_t slot_index = static_cast<size_t>(d) * B + j;
+  if (threadIdx.x == 0) c.h.recv_token[slot_index] = meta->token;
   if (!c.rank_major) {
     for (int k = 0; k < K; ++k) {
       const int l = meta->local[k], pos = meta->pos[k];
       if (l < 0 || pos < 0) continue;
-      const size_t row = static_cast<size_t>(l) * R * B + s->prefix[d * L + l] + pos;
-      copyRow(row);
-      if (threadIdx.x == 0) c.h.recv_origin[row] = packOrigin(d, k, meta->token);
+      copyRow(static_cast<size_t>(l) * R * B + s->prefix[d * L + l] + pos);
+    }
+    if (threadIdx.x < K) {  // combine's recipe: the row of each top-k slot (a repeat: its first)
+      const int k = threadIdx.x, l = meta->local[k];
+      int row = -1;
+      for (int f = 0; f <= k && l >= 0; ++f)
+        if (meta->local[f] == l && meta->pos[f] >= 0) {
+          row = l * R * B + s->prefix[d * L + l] + meta->pos[f];
+          break;
+        }
+      c.h.recv_rows[slot_index * K + k] = row;
     }
   } else {
-    const size_t row = static_cast<size_t>(d) * B + j;
-    copyRow(row);
+    copyRow(slot_index);
     if (threadIdx.x < K) {
       const int k = threadIdx.x, l = meta->local[k];
-      if (a.out_topk_idx) a.out_topk_idx[row * K + k] = l;
-      if (a.out_topk_weights) a.out_topk_weights[row * K + k] = l >= 0 ? meta->weight[k] : 0.0f;
+      if (a.out_topk_idx) a.out_topk_idx[slot_index * K + k] = l;
+      if (a.out_topk_weights) a.out_topk_weights[slot_index * K + k] = l >= 0 ? meta->weight[k] : 0.0f;
     }
-    if (threadIdx.x == 0) c.h.recv_origin[row] = meta->token;
   }
 }
 
@@ -116,20 +125,18 @@ __device__ inline void dispatchRecv(const LlDispatchArgs& a, uint64_t seq, const
   gatherCounts(a, seq, s_mask, &s);
   if (blockIdx.x == 0) writeCounters(a, &s);
 
-  // Slots of all sources in one sequence; block b copies items b, b + grid, ...
+  // Slots of all sources in one sequence; block b copies items b, b + grid, ... each as soon as
+  // its flag is up.
   const int G = gridDim.x;
   int base = 0;
   for (int d = 0; d < R; ++d) {
     const int n = s.count[d];
     if (n <= 0) continue;
-    const int first = ((static_cast<int>(blockIdx.x) - base) % G + G) % G;
-    if (first < n) {
+    for (int j = ((static_cast<int>(blockIdx.x) - base) % G + G) % G; j < n; j += G) {
       if (threadIdx.x == 0)
-        s.ready = waitFlag(c, flagIn(myBuffer(c), c.buf.disp_data_flags, parity, R, d), seq,
-                           kWaitDispatchData, d, seq);
+        s.ready = waitFlag(c, slotFlag(c, myBuffer(c), parity, d, j), seq, kWaitDispatchData, d, seq);
       __syncthreads();
-      if (s.ready)
-        for (int j = first; j < n; j += G) copySlot(a, &s, parity, d, j);
+      if (s.ready) copySlot(a, &s, parity, d, j);
       __syncthreads();
     }
     base += n;

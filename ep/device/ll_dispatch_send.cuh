@@ -1,8 +1,8 @@
 // LL dispatch, sending half: each block takes tokens t = block, block + grid, ...; reads the
 // BF16 row once, quantises it to E4M3 with a scale per 128 channels when FP8 is asked for, and
 // stores it with its routing header into the slot the layout gave it at every destination rank
-// (NVLink stores through LSA pointers). Before the tokens go, every destination gets this rank's
-// per-expert counts, so it can place rows while tokens are still arriving.
+// (NVLink stores through LSA pointers), then raises that slot's flag. Before the tokens go, every
+// destination gets this rank's per-expert counts, so it can place rows while tokens arrive.
 #pragma once
 
 #include "device/ll_buffers.cuh"
@@ -122,6 +122,13 @@ __device__ inline void dispatchSend(const LlDispatchArgs& a, uint64_t seq, const
         }
       }
       __syncthreads();  // s_meta is refilled for the next destination
+    }
+    // The block's stores to every destination are done (the barrier above orders them before
+    // these release stores): one flag per destination slot.
+    if (threadIdx.x < K) {
+      const int d = c.h.dst_rank[t * K + threadIdx.x];
+      if (d >= 0 && !s_mask[d])
+        storeRelease(slotFlag(c, peerBuffer(c, d), parity, c.rank, c.h.dst_slot[t * K + threadIdx.x]), seq);
     }
   }
 }

@@ -35,25 +35,27 @@ static_assert(sizeof(LlSlotMeta) == 208 && sizeof(LlSlotMeta) % 16 == 0, "slot m
 
 // Offsets inside the symmetric window; identical on every rank. R ranks, B tokens per rank.
 // Flags hold sequence numbers: they only grow, so they never need clearing between calls.
+// Every token slot and every combine row has its own flag, so a receiver uses each piece the
+// moment it lands and no sender ever waits for its whole grid before signalling.
 struct LlBufferLayout {
   uint64_t disp_header_flags;  // [2][R] u64: src wrote its per-expert counts for seq
-  uint64_t disp_data_flags;    // [2][R] u64: src wrote all its tokens for seq
+  uint64_t disp_slot_flags;    // [2][R][B] u64: src wrote slot j for seq
   uint64_t disp_acks;          // [2][R] u64: rank r has consumed my dispatch seq (credit)
-  uint64_t comb_data_flags;    // [2][R] u64
+  uint64_t comb_weight_flags;  // [2][R] u64: src wrote its top-k weights for seq
+  uint64_t comb_row_flags;     // [2][B][R] u64: rank r wrote its row of my token t for seq
   uint64_t comb_acks;          // [2][R] u64 (per half: ops may complete out of order)
   uint64_t barrier_flags;      // [R] u64: group barriers (create, mask clean)
   uint64_t disp_headers;       // [2][R] x header_bytes: int32 num_tokens at 0, counts[L] at 16
   uint64_t disp_slots;         // [2][R][B] x slot_bytes
-  uint64_t comb_slots;         // [2][B][comb_cols] x comb_row_bytes
+  uint64_t comb_weights;       // [2][R][B][kLlMaxTopK] float: each source's combine weights
+  uint64_t comb_slots;         // [2][B][R] x comb_row_bytes: rank r's partial sum of token t
   uint64_t total;
   uint32_t header_bytes;
   uint32_t slot_bytes;
   uint32_t payload_bytes;   // max_token_bytes: room for a BF16 row
   uint32_t comb_row_bytes;  // a BF16 row
-  uint32_t comb_cols;       // max(kLlMaxTopK, R): a top-k slot (expert-major) or a rank
-  uint32_t reserved;
 };
-static_assert(sizeof(LlBufferLayout) == 104, "buffer layout");
+static_assert(sizeof(LlBufferLayout) == 112, "buffer layout");
 
 // The group's device-side state (ordinary device memory, one per group).
 struct LlDeviceState {
@@ -87,6 +89,7 @@ enum LlWaitKind : int32_t {
   kWaitDispatchCounts,      // for a sender's per-expert counts
   kWaitDispatchData,        // for a sender's tokens
   kWaitCombineCredit,
+  kWaitCombineWeights,      // for a token owner's combine weights
   kWaitCombineData,
   kWaitBarrier,
 };
@@ -113,7 +116,8 @@ struct LlHandleLayout {
   uint64_t recv_src_cnt;     // [R] int32: tokens received from each source
   uint64_t recv_expert_cnt;  // [L] int32: rows received per local expert
   uint64_t recv_expert_off;  // [L] int32: exclusive prefix of recv_expert_cnt
-  uint64_t recv_origin;      // [L*R*B] (expert-major) or [R*B] (rank-major) int32, packed
+  uint64_t recv_token;       // [R*B] int32: source token of received slot (d, j)
+  uint64_t recv_rows;        // [R*B*K] int32: expert-major row holding top-k slot k, or -1
   uint64_t seqs;             // [2] u64: sequence numbers of this handle's dispatch, combine
   uint64_t total;
 };
@@ -129,14 +133,10 @@ struct LlHandleDev {
   int32_t* recv_src_cnt;
   int32_t* recv_expert_cnt;
   int32_t* recv_expert_off;
-  int32_t* recv_origin;
+  int32_t* recv_token;
+  int32_t* recv_rows;
   uint64_t* seqs;
 };
-
-// Expert-major origin of a received row: source rank, top-k slot, token.
-EPYARD_HOST_DEVICE inline constexpr int32_t packOrigin(int src, int k, int token) {
-  return (src << 16) | (k << 11) | token;
-}
 
 // Everything every LL kernel needs about the group and the handle.
 struct LlCommon {

@@ -19,6 +19,8 @@ const char* waitName(int what) {
       return "dispatch: waiting for a sender's tokens";
     case kWaitCombineCredit:
       return "combine: waiting for a receiver to free its buffer half (credit)";
+    case kWaitCombineWeights:
+      return "combine: waiting for a token owner's top-k weights";
     case kWaitCombineData:
       return "combine: waiting for an expert rank's rows";
     case kWaitBarrier:

@@ -27,18 +27,19 @@ LlBufferLayout llBufferLayout(int ranks, int experts, int max_tokens, unsigned m
   b.slot_bytes = static_cast<uint32_t>(sizeof(LlSlotMeta) + max_token_bytes +
                                        alignUp(max_token_bytes / 2 / kLlScaleBlock * 4, 16));
   b.comb_row_bytes = max_token_bytes;
-  b.comb_cols = static_cast<uint32_t>(std::max<uint64_t>(kLlMaxTopK, R));
   // Flags first and contiguous: the reset kernel clears everything below barrier_flags.
   uint64_t at = 0;
   b.disp_header_flags = take(&at, 2 * R * 8, 8);
-  b.disp_data_flags = take(&at, 2 * R * 8, 8);
+  b.disp_slot_flags = take(&at, 2 * R * B * 8, 8);
   b.disp_acks = take(&at, 2 * R * 8, 8);
-  b.comb_data_flags = take(&at, 2 * R * 8, 8);
+  b.comb_weight_flags = take(&at, 2 * R * 8, 8);
+  b.comb_row_flags = take(&at, 2 * B * R * 8, 8);
   b.comb_acks = take(&at, 2 * R * 8, 8);
   b.barrier_flags = take(&at, R * 8, 8);
   b.disp_headers = take(&at, 2 * R * b.header_bytes);
   b.disp_slots = take(&at, 2 * R * B * b.slot_bytes);
-  b.comb_slots = take(&at, 2 * B * b.comb_cols * b.comb_row_bytes);
+  b.comb_weights = take(&at, 2 * R * B * kLlMaxTopK * 4);
+  b.comb_slots = take(&at, 2 * B * R * b.comb_row_bytes);
   b.total = alignUp(at, 1 << 21);  // whole 2 MiB pages for the window
   return b;
 }
@@ -57,7 +58,8 @@ LlHandleLayout llHandleLayout(int ranks, int experts, int max_tokens, int top_k,
   h.recv_src_cnt = take(&at, R * 4);
   h.recv_expert_cnt = take(&at, L * 4);
   h.recv_expert_off = take(&at, L * 4);
-  h.recv_origin = take(&at, (rank_major ? R * B : L * R * B) * 4);
+  h.recv_token = take(&at, R * B * 4);
+  h.recv_rows = take(&at, (rank_major ? 1 : R * B * K) * 4);
   h.seqs = take(&at, 2 * 8);
   h.total = alignUp(at, 256);
   return h;

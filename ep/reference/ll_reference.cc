@@ -172,22 +172,30 @@ std::vector<std::vector<uint16_t>> combine(const LlShape& s, const std::vector<R
         }
         return -1;
       };
-      if (em) {
-        for (int k = 0; k < K; ++k) {
-          int64_t e = in.topk_idx[static_cast<size_t>(t) * K + k];
-          if (e < 0 || isMasked(o, static_cast<int>(e / L))) continue;
-          int dst = static_cast<int>(e / L), l = static_cast<int>(e % L);
-          long row =
-              findRow(dst, static_cast<size_t>(l) * R * B, dispatched[dst].expert_counters[l]);
-          if (row >= 0) addRow(dst, static_cast<size_t>(row), in.topk_weights[t * K + k]);
-        }
-      } else {
-        for (int dst = 0; dst < R; ++dst) {
-          if (isMasked(o, dst)) continue;
+      for (int dst = 0; dst < R; ++dst) {
+        if (isMasked(o, dst)) continue;
+        if (!em) {
           long row =
               findRow(dst, static_cast<size_t>(src) * B, dispatched[dst].src_rank_counters[src]);
           if (row >= 0) addRow(dst, static_cast<size_t>(row), 1.0f);
+          continue;
         }
+        // The expert rank's partial sum over the slots naming its experts, rounded once.
+        std::vector<float> partial(H, 0.0f);
+        bool reached = false;
+        for (int k = 0; k < K; ++k) {
+          int64_t e = in.topk_idx[static_cast<size_t>(t) * K + k];
+          if (e < 0 || e / L != dst) continue;
+          const int l = static_cast<int>(e % L);
+          long row = findRow(dst, static_cast<size_t>(l) * R * B, dispatched[dst].expert_counters[l]);
+          if (row < 0) continue;
+          reached = true;
+          const uint16_t* v = &expert_out[dst][static_cast<size_t>(row) * H];
+          const float w = in.topk_weights[static_cast<size_t>(t) * K + k];
+          for (size_t c = 0; c < H; ++c) partial[c] += w * bf16ToFloat(v[c]);
+        }
+        if (!reached) continue;
+        for (size_t c = 0; c < H; ++c) acc[c] += bf16ToFloat(floatToBf16(partial[c]));
       }
       for (size_t c = 0; c < H; ++c) result[src][t * H + c] = floatToBf16(acc[c]);
     }

@@ -16,8 +16,11 @@
 //  * FP8 dispatch: per row, per block of 128 channels, scale = max(amax, 1e-4) / 448 (rounded
 //    up to a power of two with round_scales); value = E4M3(bf16 value / scale), nearest even,
 //    saturating. The scale is stored as float.
-//  * Combine sums in float in ascending order (top-k slot for expert-major, rank for
-//    rank-major) and rounds the sum to BF16 once.
+//  * Combine returns one BF16 row per (token, rank it went to) and the owner sums those rows in
+//    float in ascending rank order, rounding to BF16 once. Rank-major: that row is the caller's
+//    (already reduced over local experts). Expert-major: the expert rank forms it as the float sum,
+//    in ascending top-k slot order over the slots naming its experts, of weight x expert row
+//    (a repeated expert is added once per slot naming it), rounded to BF16.
 #pragma once
 
 #include <cstdint>

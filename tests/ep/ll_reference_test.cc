@@ -143,7 +143,8 @@ TEST(LlReference, RankMajorSendsEachTokenOncePerRankWithLocalIds) {
   }
 }
 
-// Identity experts: combine must give bf16(sum_k w_k * x) for every token, summed in k order.
+// Identity experts: per rank, bf16(sum over that rank's slots of w_k * x) in slot order; then
+// the sum of those partials in rank order, rounded once.
 TEST(LlReference, ExpertMajorCombineOfIdentityExpertsIsWeightedSum) {
   LlShape s = smallShape();
   for (bool dup : {false, true}) {
@@ -157,9 +158,17 @@ TEST(LlReference, ExpertMajorCombineOfIdentityExpertsIsWeightedSum) {
         for (int c = 0; c < s.hidden; ++c) {
           float acc = 0;
           float x = bf16ToFloat(ranks[src].tokens[t * s.hidden + c]);
-          for (int k = 0; k < s.top_k; ++k)
-            if (ranks[src].topk_idx[t * s.top_k + k] >= 0)
-              acc += ranks[src].topk_weights[t * s.top_k + k] * x;
+          for (int dst = 0; dst < s.num_ranks; ++dst) {
+            float partial = 0;
+            bool reached = false;
+            for (int k = 0; k < s.top_k; ++k) {
+              int64_t e = ranks[src].topk_idx[t * s.top_k + k];
+              if (e < 0 || e / s.localExperts() != dst) continue;
+              partial += ranks[src].topk_weights[t * s.top_k + k] * x;
+              reached = true;
+            }
+            if (reached) acc += bf16ToFloat(floatToBf16(partial));
+          }
           ASSERT_EQ(combined[src][t * s.hidden + c], floatToBf16(acc))
               << "rank " << src << " token " << t << " channel " << c << " dup " << dup;
         }
@@ -209,9 +218,15 @@ TEST(LlReference, MaskedRankNeitherSendsNorReceives) {
   for (int t = 0; t < ranks[0].num_tokens; ++t) {
     float x = bf16ToFloat(ranks[0].tokens[t * s.hidden]);
     float acc = 0;
-    for (int k = 0; k < s.top_k; ++k) {
-      int64_t e = ranks[0].topk_idx[t * s.top_k + k];
-      if (e >= 0 && e / L != 2) acc += ranks[0].topk_weights[t * s.top_k + k] * x;
+    for (int dst = 0; dst < s.num_ranks; ++dst) {
+      if (dst == 2) continue;
+      float partial = 0;
+      bool reached = false;
+      for (int k = 0; k < s.top_k; ++k) {
+        int64_t e = ranks[0].topk_idx[t * s.top_k + k];
+        if (e >= 0 && e / L == dst) partial += ranks[0].topk_weights[t * s.top_k + k] * x, reached = true;
+      }
+      if (reached) acc += bf16ToFloat(floatToBf16(partial));
     }
     EXPECT_EQ(combined[0][t * s.hidden], floatToBf16(acc));
   }
