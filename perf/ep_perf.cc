@@ -3,8 +3,11 @@
 //
 // Method (as in DESIGN.md): per rank, the average over --iters calls after --warmup calls; each
 // call timed with CUDA events on its stream, ranks aligned by a barrier (a one-element NCCL
-// all-reduce, synchronised) before every timed call. The table shows the mean over ranks of
-// the per-rank averages, and the smallest and largest per-rank average.
+// all-reduce) before every timed call. By default the barrier is stream-ordered: the events and
+// the op are queued behind it, so every rank starts the op within the barrier's skew and host
+// launch jitter is not counted. --host-barrier synchronises the host after the barrier instead
+// (launch latency and host skew between ranks then count, as a host-driven loop sees them).
+// The table shows the mean over ranks of the per-rank averages, and the smallest and largest.
 // Bytes (DeepEP's accounting): valid (token, expert) pairs sent by a rank x bytes per token:
 // FP8 dispatch H + 4 H/128 (scales), BF16 2H; combine 2H. GB/s = those bytes / latency.
 // The all-to-all baseline moves the same number of bytes per rank, spread evenly over ranks.
@@ -30,6 +33,7 @@ struct Options {
   int iters = 50, warmup = 10;
   bool fp8 = true;
   bool rank_major = false;
+  bool host_barrier = false;
 };
 
 std::vector<int> parseList(const char* s) {
@@ -92,7 +96,7 @@ int timeOp(int rank, int nranks, ncclComm_t comm, cudaStream_t st, const Options
   double sum = 0;
   for (int i = 0; i < o.warmup + o.iters; ++i) {
     CHECK_NCCL(ncclAllReduce(barrier, barrier, 1, ncclFloat32, ncclSum, comm, st), nullptr);
-    CHECK_CUDA(cudaStreamSynchronize(st));
+    if (o.host_barrier) CHECK_CUDA(cudaStreamSynchronize(st));
     CHECK_CUDA(cudaEventRecord(a, st));
     if (op() != 0) return 1;
     CHECK_CUDA(cudaEventRecord(b, st));
@@ -231,9 +235,9 @@ int rankMain(const epyard::launch::RankEnv& env, const Options& o) {
   CHECK_CUDA(cudaMalloc(&barrier, sizeof(float)));
   CHECK_CUDA(cudaMalloc(&gathered, sizeof(float) * env.num_ranks));
   if (rank == 0) {
-    std::printf("# epyard_ep_perf: low-latency, %d ranks, %s dispatch / BF16 combine, %s, %d iters after %d warm-ups\n",
+    std::printf("# epyard_ep_perf: low-latency, %d ranks, %s dispatch / BF16 combine, %s, %d iters after %d warm-ups, %s barrier\n",
                 env.num_ranks, o.fp8 ? "FP8" : "BF16", o.rank_major ? "rank-major" : "expert-major",
-                o.iters, o.warmup);
+                o.iters, o.warmup, o.host_barrier ? "host" : "stream-ordered");
     std::printf("# latency in us per rank (avg over ranks, min and max per-rank average); GB/s: pairs x bytes/token\n");
     std::printf("# %4s %6s %4s %7s | %7s %7s %7s %7s | %7s %7s %7s %7s | %8s %8s | %6s\n", "tokens",
                 "hidden", "topk", "experts", "disp", "min", "max", "GB/s", "comb", "min", "max", "GB/s",
@@ -266,10 +270,12 @@ int main(int argc, char** argv) {
     else if (a == "--warmup") o.warmup = std::atoi(v), ++i;
     else if (a == "--bf16") o.fp8 = false;
     else if (a == "--rank-major") o.rank_major = true;
+    else if (a == "--host-barrier") o.host_barrier = true;
     else {
       std::fprintf(stderr,
                    "usage: %s [--nranks N] [--tokens 128,...] [--hidden 7168,...] [--topk 8,...]\n"
-                   "          [--experts 256,...] [--iters 50] [--warmup 10] [--bf16] [--rank-major]\n",
+                   "          [--experts 256,...] [--iters 50] [--warmup 10] [--bf16] [--rank-major]\n"
+                   "          [--host-barrier]\n",
                    argv[0]);
       return 64;
     }

@@ -36,24 +36,24 @@ __device__ inline void publishWeights(const LlCombineArgs& a, uint64_t seq, cons
 }
 
 struct CombineSendShared {
-  int offset[kLlMaxRanks];       // received slots before source d
-  int weights_ready[kLlMaxRanks];  // -1 unknown, 0 lost, 1 here
-  int row[kLlMaxTopK];
-  float weight[kLlMaxTopK];
-  int total, skip, ok;
+  int offset[kLlMaxRanks];  // received slots before source d
+  int row[32][kLlMaxTopK];  // per warp: the expert row of each top-k slot, -1 none
+  float weight[32][kLlMaxTopK];
+  int total, skip;
 };
 
-// Expert-major: the weighted sum of this slot's expert rows, written to `out` (BF16).
-__device__ inline void reduceRows(const LlCombineArgs& a, const CombineSendShared* s, char* out) {
+// Expert-major, one warp: the weighted sum of this slot's expert rows, written to `out` (BF16).
+__device__ inline void reduceRows(const LlCombineArgs& a, const int* rows, const float* weights,
+                                  char* out, int lane) {
   const int K = a.c.top_k, H = a.hidden;
-  for (int p = threadIdx.x; p < H / 8; p += blockDim.x) {
+  for (int p = lane; p < H / 8; p += 32) {
     float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     for (int k = 0; k < K; ++k) {
-      const int row = s->row[k];
+      const int row = rows[k];
       if (row < 0) continue;
       const int4 v = reinterpret_cast<const int4*>(a.x + static_cast<size_t>(row) * H)[p];
       const uint32_t* w = reinterpret_cast<const uint32_t*>(&v);
-      const float weight = s->weight[k];
+      const float weight = weights[k];
       for (int q = 0; q < 4; ++q) {
         acc[2 * q] = __fadd_rn(acc[2 * q], __fmul_rn(weight, bf16Bits(w[q] & 0xffffu)));
         acc[2 * q + 1] = __fadd_rn(acc[2 * q + 1], __fmul_rn(weight, bf16Bits(w[q] >> 16)));
@@ -78,7 +78,6 @@ __device__ inline void combineSend(const LlCombineArgs& a, uint64_t seq, const i
     for (int d = 0; d < R; ++d) {
       s.offset[d] = run;
       run += c.h.recv_src_cnt[d];
-      s.weights_ready[d] = -1;
     }
     s.total = run;
     s.skip = aborted(c) || s_mask[c.rank];
@@ -87,7 +86,10 @@ __device__ inline void combineSend(const LlCombineArgs& a, uint64_t seq, const i
   if (s.skip) return;
   if (!c.rank_major) publishWeights(a, seq, s_mask);
 
-  for (int g = blockIdx.x; g < s.total; g += gridDim.x) {
+  // One received slot per warp.
+  const int lane = threadIdx.x % 32, warp_in_block = threadIdx.x / 32;
+  const int warps = static_cast<int>(gridDim.x * (blockDim.x / 32));
+  for (int g = blockIdx.x * (blockDim.x / 32) + warp_in_block; g < s.total; g += warps) {
     const int d = segmentOf(s.offset, R, g), j = g - s.offset[d];
     if (s_mask[d]) continue;
     const size_t slot = static_cast<size_t>(d) * B + j;
@@ -95,28 +97,23 @@ __device__ inline void combineSend(const LlCombineArgs& a, uint64_t seq, const i
     char* peer = peerBuffer(c, d);
     char* out = combineSlot(c, peer, parity, token, c.rank);
     if (c.rank_major) {
-      copyBlock16(out, a.x + slot * H, 2u * H);
+      copyWarp16(out, a.x + slot * H, 2u * H, lane);
     } else {
-      if (threadIdx.x == 0) {
-        if (s.weights_ready[d] < 0)
-          s.weights_ready[d] = waitFlag(c, flagIn(myBuffer(c), c.buf.comb_weight_flags, parity, R, d),
-                                        seq, kWaitCombineWeights, d, seq);
-        s.ok = s.weights_ready[d];
+      int ok = 0;
+      if (lane == 0)
+        ok = waitFlag(c, flagIn(myBuffer(c), c.buf.comb_weight_flags, parity, R, d), seq,
+                      kWaitCombineWeights, d, seq);
+      if (!__shfl_sync(0xffffffffu, ok, 0)) continue;  // the owner is gone: its token is dropped
+      if (lane < K) {
+        s.row[warp_in_block][lane] = c.h.recv_rows[slot * K + lane];
+        s.weight[warp_in_block][lane] =
+            combineWeights(c, myBuffer(c), parity, d)[token * kLlMaxTopK + lane];
       }
-      if (threadIdx.x < K) {
-        s.row[threadIdx.x] = c.h.recv_rows[slot * K + threadIdx.x];
-      }
-      __syncthreads();
-      const bool ok = s.ok;
-      __syncthreads();  // s.ok is rewritten for the next slot
-      if (!ok) continue;  // uniform: the source is gone, its token is dropped
-      if (threadIdx.x < K)
-        s.weight[threadIdx.x] = combineWeights(c, myBuffer(c), parity, d)[token * kLlMaxTopK + threadIdx.x];
-      __syncthreads();
-      reduceRows(a, &s, out);
+      __syncwarp();
+      reduceRows(a, s.row[warp_in_block], s.weight[warp_in_block], out, lane);
     }
-    __syncthreads();
-    if (threadIdx.x == 0) storeRelease(combineRowFlag(c, peer, parity, token, c.rank), seq);
+    __syncwarp();  // the warp's stores are ordered before lane 0's release
+    if (lane == 0) storeRelease(combineRowFlag(c, peer, parity, token, c.rank), seq);
   }
 }
 

@@ -14,7 +14,6 @@ struct RecvShared {
   int count[kLlMaxRanks];   // tokens from each source, -1: nothing (masked or lost)
   int prefix[kLlMaxRanks];  // [R][L]: rows of expert l from sources before d
   int total[kLlMaxRanks];   // [L]: rows per local expert
-  int ready;
 };
 
 __device__ inline void gatherCounts(const LlDispatchArgs& a, uint64_t seq, const int* s_mask,
@@ -73,9 +72,9 @@ __device__ inline void writeCounters(const LlDispatchArgs& a, const RecvShared* 
   }
 }
 
-// Copies slot j of source d to its output row(s).
+// Copies slot j of source d to its output row(s): one warp.
 __device__ inline void copySlot(const LlDispatchArgs& a, const RecvShared* s, int parity, int d,
-                                int j) {
+                                int j, int lane) {
   const LlCommon& c = a.c;
   const int R = c.num_ranks, L = c.local_experts, B = c.max_tokens, K = c.top_k, H = a.hidden;
   const char* slot = dispatchSlot(c, myBuffer(c), parity, d, j);
@@ -86,20 +85,20 @@ __device__ inline void copySlot(const LlDispatchArgs& a, const RecvShared* s, in
   const int groups = H / kLlScaleBlock;
   char* out = static_cast<char*>(a.out_tokens);
   auto copyRow = [&](size_t row) {
-    copyBlock16(out + row * row_bytes, payload, row_bytes);
+    copyWarp16(out + row * row_bytes, payload, row_bytes, lane);
     if (a.fp8)
-      for (int g = threadIdx.x; g < groups; g += blockDim.x) a.out_scales[row * groups + g] = scales[g];
+      for (int g = lane; g < groups; g += 32) a.out_scales[row * groups + g] = scales[g];
   };
   const size_t slot_index = static_cast<size_t>(d) * B + j;
-  if (threadIdx.x == 0) c.h.recv_token[slot_index] = meta->token;
+  if (lane == 0) c.h.recv_token[slot_index] = meta->token;
   if (!c.rank_major) {
     for (int k = 0; k < K; ++k) {
       const int l = meta->local[k], pos = meta->pos[k];
       if (l < 0 || pos < 0) continue;
       copyRow(static_cast<size_t>(l) * R * B + s->prefix[d * L + l] + pos);
     }
-    if (threadIdx.x < K) {  // combine's recipe: the row of each top-k slot (a repeat: its first)
-      const int k = threadIdx.x, l = meta->local[k];
+    if (lane < K) {  // combine's recipe: the row of each top-k slot (a repeat: its first)
+      const int k = lane, l = meta->local[k];
       int row = -1;
       for (int f = 0; f <= k && l >= 0; ++f)
         if (meta->local[f] == l && meta->pos[f] >= 0) {
@@ -110,8 +109,8 @@ __device__ inline void copySlot(const LlDispatchArgs& a, const RecvShared* s, in
     }
   } else {
     copyRow(slot_index);
-    if (threadIdx.x < K) {
-      const int k = threadIdx.x, l = meta->local[k];
+    if (lane < K) {
+      const int k = lane, l = meta->local[k];
       if (a.out_topk_idx) a.out_topk_idx[slot_index * K + k] = l;
       if (a.out_topk_weights) a.out_topk_weights[slot_index * K + k] = l >= 0 ? meta->weight[k] : 0.0f;
     }
@@ -125,19 +124,19 @@ __device__ inline void dispatchRecv(const LlDispatchArgs& a, uint64_t seq, const
   gatherCounts(a, seq, s_mask, &s);
   if (blockIdx.x == 0) writeCounters(a, &s);
 
-  // Slots of all sources in one sequence; block b copies items b, b + grid, ... each as soon as
-  // its flag is up.
-  const int G = gridDim.x;
+  // Slots of all sources in one sequence; warp w of the grid copies items w, w + warps, ...,
+  // each as soon as its flag is up.
+  const int lane = threadIdx.x % 32;
+  const int warps = static_cast<int>(gridDim.x * (blockDim.x / 32));
+  const int warp = static_cast<int>(blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32);
   int base = 0;
   for (int d = 0; d < R; ++d) {
     const int n = s.count[d];
     if (n <= 0) continue;
-    for (int j = ((static_cast<int>(blockIdx.x) - base) % G + G) % G; j < n; j += G) {
-      if (threadIdx.x == 0)
-        s.ready = waitFlag(c, slotFlag(c, myBuffer(c), parity, d, j), seq, kWaitDispatchData, d, seq);
-      __syncthreads();
-      if (s.ready) copySlot(a, &s, parity, d, j);
-      __syncthreads();
+    for (int j = ((warp - base) % warps + warps) % warps; j < n; j += warps) {
+      int ready = 0;
+      if (lane == 0) ready = waitFlag(c, slotFlag(c, myBuffer(c), parity, d, j), seq, kWaitDispatchData, d, seq);
+      if (__shfl_sync(0xffffffffu, ready, 0)) copySlot(a, &s, parity, d, j, lane);
     }
     base += n;
   }
@@ -145,7 +144,7 @@ __device__ inline void dispatchRecv(const LlDispatchArgs& a, uint64_t seq, const
   // Rank-major rows past a source's count read as "no expert".
   if (c.rank_major && (a.out_topk_idx || a.out_topk_weights)) {
     const size_t n = static_cast<size_t>(R) * B * K;
-    for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += G * blockDim.x) {
+    for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
       const int row = static_cast<int>(i / K), d = row / B, j = row % B;
       if (j < (s.count[d] > 0 ? s.count[d] : 0)) continue;
       if (a.out_topk_idx) a.out_topk_idx[i] = -1;

@@ -30,8 +30,8 @@ __device__ inline void sendCounts(const LlDispatchArgs& a, uint64_t seq, const i
   }
 }
 
-// Fills the routing header of token t as destination rank d sees it.
-__device__ inline void fillMeta(const LlDispatchArgs& a, int t, int d, LlSlotMeta* meta) {
+// Writes the routing header of token t as destination rank d sees it (threads 0..15).
+__device__ inline void writeMeta(const LlDispatchArgs& a, int t, int d, LlSlotMeta* meta) {
   const LlCommon& c = a.c;
   const int K = c.top_k;
   if (threadIdx.x < kLlMaxTopK) {
@@ -49,18 +49,13 @@ __device__ inline void fillMeta(const LlDispatchArgs& a, int t, int d, LlSlotMet
     meta->local[k] = local;
     meta->pos[k] = pos;
     meta->weight[k] = weight;
-  }
-  if (threadIdx.x == 0) {
-    meta->token = t;
-    meta->reserved = 0;
-    meta->pad[0] = meta->pad[1] = 0;
+    if (k == 0) meta->token = t;
   }
 }
 
 __device__ inline void dispatchSend(const LlDispatchArgs& a, uint64_t seq, const int* s_mask) {
   const LlCommon& c = a.c;
   const int K = c.top_k, H = a.hidden, parity = static_cast<int>(seq & 1);
-  __shared__ LlSlotMeta s_meta;
   waitCredits(c, c.buf.disp_acks, seq, kWaitDispatchCredit);
   __shared__ int s_skip;
   if (threadIdx.x == 0) s_skip = aborted(c) || s_mask[c.rank];
@@ -103,10 +98,7 @@ __device__ inline void dispatchSend(const LlDispatchArgs& a, uint64_t seq, const
       if (d < 0) break;
       if (s_mask[d]) continue;
       char* slot = dispatchSlot(c, peerBuffer(c, d), parity, c.rank, c.h.dst_slot[t * K + j]);
-      fillMeta(a, t, d, &s_meta);
-      __syncthreads();
-      if (threadIdx.x < sizeof(LlSlotMeta) / 16)
-        reinterpret_cast<int4*>(slot)[threadIdx.x] = reinterpret_cast<const int4*>(&s_meta)[threadIdx.x];
+      writeMeta(a, t, d, reinterpret_cast<LlSlotMeta*>(slot));
       int4* payload = reinterpret_cast<int4*>(slot + sizeof(LlSlotMeta));
       float* scales = reinterpret_cast<float*>(slot + sizeof(LlSlotMeta) + c.buf.payload_bytes);
 #pragma unroll
@@ -121,10 +113,11 @@ __device__ inline void dispatchSend(const LlDispatchArgs& a, uint64_t seq, const
           payload[2 * p + 1] = raw[r][1];
         }
       }
-      __syncthreads();  // s_meta is refilled for the next destination
     }
+    __syncthreads();
     // The block's stores to every destination are done (the barrier above orders them before
-    // these release stores): one flag per destination slot.
+    // these release stores): one flag per destination slot. (No barrier is needed before the
+    // next token: its stores go to other slots.)
     if (threadIdx.x < K) {
       const int d = c.h.dst_rank[t * K + threadIdx.x];
       if (d >= 0 && !s_mask[d])
