@@ -34,6 +34,7 @@ struct Options {
   bool fp8 = true;
   bool rank_major = false;
   bool host_barrier = false;
+  int sms = 0;  // config.max_num_sms (0: all)
 };
 
 std::vector<int> parseList(const char* s) {
@@ -127,6 +128,7 @@ int runConfig(int rank, int nranks, ncclComm_t comm, cudaStream_t st, const Opti
   cfg.num_experts = E;
   cfg.max_dispatch_tokens_per_rank = T;
   cfg.max_token_bytes = 2 * H;
+  cfg.max_num_sms = o.sms;
   ncclEpGroup_t g = nullptr;
   CHECK_NCCL(ncclEpCreateGroup(&g, comm, &cfg), nullptr);
   const size_t R = nranks, L = E / nranks, B = T;
@@ -238,6 +240,7 @@ int rankMain(const epyard::launch::RankEnv& env, const Options& o) {
     std::printf("# epyard_ep_perf: low-latency, %d ranks, %s dispatch / BF16 combine, %s, %d iters after %d warm-ups, %s barrier\n",
                 env.num_ranks, o.fp8 ? "FP8" : "BF16", o.rank_major ? "rank-major" : "expert-major",
                 o.iters, o.warmup, o.host_barrier ? "host" : "stream-ordered");
+    if (o.sms > 0) std::printf("# max_num_sms = %d\n", o.sms);
     std::printf("# latency in us per rank (avg over ranks, min and max per-rank average); GB/s: pairs x bytes/token\n");
     std::printf("# %4s %6s %4s %7s | %7s %7s %7s %7s | %7s %7s %7s %7s | %8s %8s | %6s\n", "tokens",
                 "hidden", "topk", "experts", "disp", "min", "max", "GB/s", "comb", "min", "max", "GB/s",
@@ -271,11 +274,12 @@ int main(int argc, char** argv) {
     else if (a == "--bf16") o.fp8 = false;
     else if (a == "--rank-major") o.rank_major = true;
     else if (a == "--host-barrier") o.host_barrier = true;
+    else if (a == "--sms") o.sms = std::atoi(v), ++i;
     else {
       std::fprintf(stderr,
                    "usage: %s [--nranks N] [--tokens 128,...] [--hidden 7168,...] [--topk 8,...]\n"
                    "          [--experts 256,...] [--iters 50] [--warmup 10] [--bf16] [--rank-major]\n"
-                   "          [--host-barrier]\n",
+                   "          [--host-barrier] [--sms N]\n",
                    argv[0]);
       return 64;
     }

@@ -37,33 +37,56 @@ __device__ inline void publishWeights(const LlCombineArgs& a, uint64_t seq, cons
 
 struct CombineSendShared {
   int offset[kLlMaxRanks];  // received slots before source d
-  int row[32][kLlMaxTopK];  // per warp: the expert row of each top-k slot, -1 none
-  float weight[32][kLlMaxTopK];
+  int row[kLlBlockTeams][kLlMaxTopK];  // per team: expert rows of the slot (distinct slots' rows)
+  float weight[kLlBlockTeams][kLlMaxTopK];
+  int rows[kLlBlockTeams];
+  int ok[kLlBlockTeams];
   int total, skip;
 };
 
-// Expert-major, one warp: the weighted sum of this slot's expert rows, written to `out` (BF16).
+constexpr int kReduceUnroll = 4;  // pieces per thread in flight
+
+// Expert-major, one team: sum over the slot's n rows (in top-k slot order) of weight x row, in
+// float, rounded to BF16 into `out`.
 __device__ inline void reduceRows(const LlCombineArgs& a, const int* rows, const float* weights,
-                                  char* out, int lane) {
-  const int K = a.c.top_k, H = a.hidden;
-  for (int p = lane; p < H / 8; p += 32) {
-    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    for (int k = 0; k < K; ++k) {
-      const int row = rows[k];
-      if (row < 0) continue;
-      const int4 v = reinterpret_cast<const int4*>(a.x + static_cast<size_t>(row) * H)[p];
-      const uint32_t* w = reinterpret_cast<const uint32_t*>(&v);
+                                  int n, char* out, int lane) {
+  const int H = a.hidden, pieces = H / 8;
+  for (int base = lane; base < pieces; base += kReduceUnroll * kTeamThreads) {
+    float acc[kReduceUnroll][8];
+#pragma unroll
+    for (int u = 0; u < kReduceUnroll; ++u)
+#pragma unroll
+      for (int q = 0; q < 8; ++q) acc[u][q] = 0.0f;
+    for (int k = 0; k < n; ++k) {
+      const int4* src = reinterpret_cast<const int4*>(a.x + static_cast<size_t>(rows[k]) * H);
       const float weight = weights[k];
-      for (int q = 0; q < 4; ++q) {
-        acc[2 * q] = __fadd_rn(acc[2 * q], __fmul_rn(weight, bf16Bits(w[q] & 0xffffu)));
-        acc[2 * q + 1] = __fadd_rn(acc[2 * q + 1], __fmul_rn(weight, bf16Bits(w[q] >> 16)));
+      int4 v[kReduceUnroll];
+#pragma unroll
+      for (int u = 0; u < kReduceUnroll; ++u) {
+        const int p = base + u * kTeamThreads;
+        if (p < pieces) v[u] = src[p];
+      }
+#pragma unroll
+      for (int u = 0; u < kReduceUnroll; ++u) {
+        const uint32_t* w = reinterpret_cast<const uint32_t*>(&v[u]);
+#pragma unroll
+        for (int q = 0; q < 4; ++q) {
+          acc[u][2 * q] = __fadd_rn(acc[u][2 * q], __fmul_rn(weight, bf16Bits(w[q] & 0xffffu)));
+          acc[u][2 * q + 1] = __fadd_rn(acc[u][2 * q + 1], __fmul_rn(weight, bf16Bits(w[q] >> 16)));
+        }
       }
     }
-    int4 o;
-    uint32_t* ow = reinterpret_cast<uint32_t*>(&o);
-    for (int q = 0; q < 4; ++q)
-      ow[q] = uint32_t(toBf16Bits(acc[2 * q])) | (uint32_t(toBf16Bits(acc[2 * q + 1])) << 16);
-    reinterpret_cast<int4*>(out)[p] = o;
+#pragma unroll
+    for (int u = 0; u < kReduceUnroll; ++u) {
+      const int p = base + u * kTeamThreads;
+      if (p >= pieces) continue;
+      int4 o;
+      uint32_t* ow = reinterpret_cast<uint32_t*>(&o);
+#pragma unroll
+      for (int q = 0; q < 4; ++q)
+        ow[q] = uint32_t(toBf16Bits(acc[u][2 * q])) | (uint32_t(toBf16Bits(acc[u][2 * q + 1])) << 16);
+      reinterpret_cast<int4*>(out)[p] = o;
+    }
   }
 }
 
@@ -86,10 +109,10 @@ __device__ inline void combineSend(const LlCombineArgs& a, uint64_t seq, const i
   if (s.skip) return;
   if (!c.rank_major) publishWeights(a, seq, s_mask);
 
-  // One received slot per warp.
-  const int lane = threadIdx.x % 32, warp_in_block = threadIdx.x / 32;
-  const int warps = static_cast<int>(gridDim.x * (blockDim.x / 32));
-  for (int g = blockIdx.x * (blockDim.x / 32) + warp_in_block; g < s.total; g += warps) {
+  // One received slot per team.
+  const Team team = myTeam();
+  const int me = team.local;
+  for (int g = team.index; g < s.total; g += team.count) {
     const int d = segmentOf(s.offset, R, g), j = g - s.offset[d];
     if (s_mask[d]) continue;
     const size_t slot = static_cast<size_t>(d) * B + j;
@@ -97,23 +120,28 @@ __device__ inline void combineSend(const LlCombineArgs& a, uint64_t seq, const i
     char* peer = peerBuffer(c, d);
     char* out = combineSlot(c, peer, parity, token, c.rank);
     if (c.rank_major) {
-      copyWarp16(out, a.x + slot * H, 2u * H, lane);
+      copyTeam16(out, a.x + slot * H, 2u * H, team.lane, kTeamThreads);
     } else {
-      int ok = 0;
-      if (lane == 0)
-        ok = waitFlag(c, flagIn(myBuffer(c), c.buf.comb_weight_flags, parity, R, d), seq,
-                      kWaitCombineWeights, d, seq);
-      if (!__shfl_sync(0xffffffffu, ok, 0)) continue;  // the owner is gone: its token is dropped
-      if (lane < K) {
-        s.row[warp_in_block][lane] = c.h.recv_rows[slot * K + lane];
-        s.weight[warp_in_block][lane] =
-            combineWeights(c, myBuffer(c), parity, d)[token * kLlMaxTopK + lane];
+      if (team.lane == 0) {
+        s.ok[me] = waitFlag(c, flagIn(myBuffer(c), c.buf.comb_weight_flags, parity, R, d), seq,
+                            kWaitCombineWeights, d, seq);
+        int n = 0;
+        const float* w = combineWeights(c, myBuffer(c), parity, d) + token * kLlMaxTopK;
+        for (int k = 0; k < K; ++k) {
+          const int row = c.h.recv_rows[slot * K + k];
+          if (row < 0) continue;
+          s.row[me][n] = row;
+          s.weight[me][n] = w[k];
+          ++n;
+        }
+        s.rows[me] = n;
       }
-      __syncwarp();
-      reduceRows(a, s.row[warp_in_block], s.weight[warp_in_block], out, lane);
+      team.sync();
+      if (s.ok[me]) reduceRows(a, s.row[me], s.weight[me], s.rows[me], out, team.lane);
     }
-    __syncwarp();  // the warp's stores are ordered before lane 0's release
-    if (lane == 0) storeRelease(combineRowFlag(c, peer, parity, token, c.rank), seq);
+    team.sync();  // the team's stores are ordered before the release; shared state is reused
+    if (team.lane == 0 && (c.rank_major || s.ok[me]))
+      storeRelease(combineRowFlag(c, peer, parity, token, c.rank), seq);
   }
 }
 

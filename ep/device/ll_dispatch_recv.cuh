@@ -14,6 +14,7 @@ struct RecvShared {
   int count[kLlMaxRanks];   // tokens from each source, -1: nothing (masked or lost)
   int prefix[kLlMaxRanks];  // [R][L]: rows of expert l from sources before d
   int total[kLlMaxRanks];   // [L]: rows per local expert
+  int ready[kLlBlockTeams];  // per team: the item's flag is up
 };
 
 __device__ inline void gatherCounts(const LlDispatchArgs& a, uint64_t seq, const int* s_mask,
@@ -72,7 +73,7 @@ __device__ inline void writeCounters(const LlDispatchArgs& a, const RecvShared* 
   }
 }
 
-// Copies slot j of source d to its output row(s): one warp.
+// Copies slot j of source d to its output row(s): one team.
 __device__ inline void copySlot(const LlDispatchArgs& a, const RecvShared* s, int parity, int d,
                                 int j, int lane) {
   const LlCommon& c = a.c;
@@ -85,9 +86,9 @@ __device__ inline void copySlot(const LlDispatchArgs& a, const RecvShared* s, in
   const int groups = H / kLlScaleBlock;
   char* out = static_cast<char*>(a.out_tokens);
   auto copyRow = [&](size_t row) {
-    copyWarp16(out + row * row_bytes, payload, row_bytes, lane);
+    copyTeam16(out + row * row_bytes, payload, row_bytes, lane, kTeamThreads);
     if (a.fp8)
-      for (int g = lane; g < groups; g += 32) a.out_scales[row * groups + g] = scales[g];
+      for (int g = lane; g < groups; g += kTeamThreads) a.out_scales[row * groups + g] = scales[g];
   };
   const size_t slot_index = static_cast<size_t>(d) * B + j;
   if (lane == 0) c.h.recv_token[slot_index] = meta->token;
@@ -124,19 +125,19 @@ __device__ inline void dispatchRecv(const LlDispatchArgs& a, uint64_t seq, const
   gatherCounts(a, seq, s_mask, &s);
   if (blockIdx.x == 0) writeCounters(a, &s);
 
-  // Slots of all sources in one sequence; warp w of the grid copies items w, w + warps, ...,
+  // Slots of all sources in one sequence; team i of the grid copies items i, i + teams, ...,
   // each as soon as its flag is up.
-  const int lane = threadIdx.x % 32;
-  const int warps = static_cast<int>(gridDim.x * (blockDim.x / 32));
-  const int warp = static_cast<int>(blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32);
+  const Team team = myTeam();
   int base = 0;
   for (int d = 0; d < R; ++d) {
     const int n = s.count[d];
     if (n <= 0) continue;
-    for (int j = ((warp - base) % warps + warps) % warps; j < n; j += warps) {
-      int ready = 0;
-      if (lane == 0) ready = waitFlag(c, slotFlag(c, myBuffer(c), parity, d, j), seq, kWaitDispatchData, d, seq);
-      if (__shfl_sync(0xffffffffu, ready, 0)) copySlot(a, &s, parity, d, j, lane);
+    for (int j = ((team.index - base) % team.count + team.count) % team.count; j < n; j += team.count) {
+      if (team.lane == 0)
+        s.ready[team.local] = waitFlag(c, slotFlag(c, myBuffer(c), parity, d, j), seq, kWaitDispatchData, d, seq);
+      team.sync();
+      if (s.ready[team.local]) copySlot(a, &s, parity, d, j, team.lane);
+      team.sync();  // ready[] is rewritten for the next item
     }
     base += n;
   }

@@ -108,20 +108,43 @@ __device__ __forceinline__ void copyBlock16(void* dst, const void* src, uint32_t
   for (uint32_t i = threadIdx.x; i < bytes / 16; i += blockDim.x) d[i] = s[i];
 }
 
-// The same by the 32 lanes of a warp, four 16-byte loads in flight per lane.
-__device__ __forceinline__ void copyWarp16(void* dst, const void* src, uint32_t bytes, int lane) {
+// A team: kTeamThreads consecutive threads of a block that work on one item together and
+// synchronise with their own named barrier (ids 1.. ; 0 is __syncthreads).
+constexpr int kTeamThreads = 128;
+struct Team {
+  int lane;   // 0 .. kTeamThreads-1
+  int local;  // team index inside the block
+  int index;  // team index in the grid
+  int count;  // teams in the grid
+  __device__ void sync() const {
+    asm volatile("bar.sync %0, %1;" ::"r"(1 + local), "r"(kTeamThreads) : "memory");
+  }
+};
+__device__ __forceinline__ Team myTeam() {
+  Team t;
+  const int per_block = blockDim.x / kTeamThreads;
+  t.lane = threadIdx.x % kTeamThreads;
+  t.local = threadIdx.x / kTeamThreads;
+  t.index = blockIdx.x * per_block + t.local;
+  t.count = gridDim.x * per_block;
+  return t;
+}
+
+// 16-byte copies by the `width` threads of a team or warp, four loads in flight per thread.
+__device__ __forceinline__ void copyTeam16(void* dst, const void* src, uint32_t bytes, int lane,
+                                           int width) {
   const int4* s = static_cast<const int4*>(src);
   int4* d = static_cast<int4*>(dst);
   const uint32_t n = bytes / 16;
   uint32_t i = lane;
-  for (; i + 96 < n; i += 128) {
-    const int4 a = s[i], b = s[i + 32], c = s[i + 64], e = s[i + 96];
+  for (; i + 3 * width < n; i += 4 * width) {
+    const int4 a = s[i], b = s[i + width], c = s[i + 2 * width], e = s[i + 3 * width];
     d[i] = a;
-    d[i + 32] = b;
-    d[i + 64] = c;
-    d[i + 96] = e;
+    d[i + width] = b;
+    d[i + 2 * width] = c;
+    d[i + 3 * width] = e;
   }
-  for (; i < n; i += 32) d[i] = s[i];
+  for (; i < n; i += width) d[i] = s[i];
 }
 
 }  // namespace epyard::ep
