@@ -7,6 +7,8 @@
 // the op are queued behind it, so every rank starts the op within the barrier's skew and host
 // launch jitter is not counted. --host-barrier synchronises the host after the barrier instead
 // (launch latency and host skew between ranks then count, as a host-driven loop sees them).
+// --loop times --iters back-to-back calls between two events instead (no barrier between
+// calls; each call still waits for its peers): the per-call time a pipelined loop sees.
 // The table shows the mean over ranks of the per-rank averages, and the smallest and largest.
 // Bytes (DeepEP's accounting): valid (token, expert) pairs sent by a rank x bytes per token:
 // FP8 dispatch H + 4 H/128 (scales), BF16 2H; combine 2H. GB/s = those bytes / latency.
@@ -35,6 +37,7 @@ struct Options {
   bool rank_major = false;
   bool host_barrier = false;
   int sms = 0;  // config.max_num_sms (0: all)
+  bool loop = false;
 };
 
 std::vector<int> parseList(const char* s) {
@@ -95,7 +98,20 @@ int timeOp(int rank, int nranks, ncclComm_t comm, cudaStream_t st, const Options
   CHECK_CUDA(cudaEventCreate(&a));
   CHECK_CUDA(cudaEventCreate(&b));
   double sum = 0;
-  for (int i = 0; i < o.warmup + o.iters; ++i) {
+  if (o.loop) {
+    for (int i = 0; i < o.warmup; ++i)
+      if (op() != 0) return 1;
+    CHECK_NCCL(ncclAllReduce(barrier, barrier, 1, ncclFloat32, ncclSum, comm, st), nullptr);
+    CHECK_CUDA(cudaEventRecord(a, st));
+    for (int i = 0; i < o.iters; ++i)
+      if (op() != 0) return 1;
+    CHECK_CUDA(cudaEventRecord(b, st));
+    CHECK_CUDA(cudaEventSynchronize(b));
+    float ms = 0;
+    CHECK_CUDA(cudaEventElapsedTime(&ms, a, b));
+    sum = ms * 1000.0;
+  }
+  for (int i = 0; !o.loop && i < o.warmup + o.iters; ++i) {
     CHECK_NCCL(ncclAllReduce(barrier, barrier, 1, ncclFloat32, ncclSum, comm, st), nullptr);
     if (o.host_barrier) CHECK_CUDA(cudaStreamSynchronize(st));
     CHECK_CUDA(cudaEventRecord(a, st));
@@ -239,7 +255,8 @@ int rankMain(const epyard::launch::RankEnv& env, const Options& o) {
   if (rank == 0) {
     std::printf("# epyard_ep_perf: low-latency, %d ranks, %s dispatch / BF16 combine, %s, %d iters after %d warm-ups, %s barrier\n",
                 env.num_ranks, o.fp8 ? "FP8" : "BF16", o.rank_major ? "rank-major" : "expert-major",
-                o.iters, o.warmup, o.host_barrier ? "host" : "stream-ordered");
+                o.iters, o.warmup,
+                o.loop ? "back-to-back (no)" : o.host_barrier ? "host" : "stream-ordered");
     if (o.sms > 0) std::printf("# max_num_sms = %d\n", o.sms);
     std::printf("# latency in us per rank (avg over ranks, min and max per-rank average); GB/s: pairs x bytes/token\n");
     std::printf("# %4s %6s %4s %7s | %7s %7s %7s %7s | %7s %7s %7s %7s | %8s %8s | %6s\n", "tokens",
@@ -275,11 +292,12 @@ int main(int argc, char** argv) {
     else if (a == "--rank-major") o.rank_major = true;
     else if (a == "--host-barrier") o.host_barrier = true;
     else if (a == "--sms") o.sms = std::atoi(v), ++i;
+    else if (a == "--loop") o.loop = true;
     else {
       std::fprintf(stderr,
                    "usage: %s [--nranks N] [--tokens 128,...] [--hidden 7168,...] [--topk 8,...]\n"
                    "          [--experts 256,...] [--iters 50] [--warmup 10] [--bf16] [--rank-major]\n"
-                   "          [--host-barrier] [--sms N]\n",
+                   "          [--host-barrier] [--loop] [--sms N]\n",
                    argv[0]);
       return 64;
     }

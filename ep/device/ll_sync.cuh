@@ -85,12 +85,13 @@ __device__ inline bool waitFlag(const LlCommon& c, const uint64_t* flag, uint64_
 }
 
 // Block-wide: true in the one block that arrives last at `counter`; every block's earlier
-// stores (local and remote) are visible system-wide before it returns true.
+// memory operations happen before whatever the last block does next (GPU scope: the last block
+// only publishes with system-scope release stores, which carry that ordering to peers).
 __device__ inline bool lastBlockToArrive(uint32_t* counter) {
   __shared__ bool last;
   __syncthreads();
   if (threadIdx.x == 0) {
-    __threadfence_system();
+    __threadfence();
     last = atomicAdd(counter, 1u) == gridDim.x - 1;
     if (last) {
       *counter = 0;  // every block has arrived: ready for the next launch

@@ -103,8 +103,8 @@ std::string checkGroupConfig(const ncclEpGroupConfig_t* c, int num_ranks) {
 }
 
 std::string checkTensor(const ncclEpTensor_t* t, const char* name, int ndim,
-                        const std::vector<ncclDataType_t>& types, const std::vector<long>& sizes,
-                        bool optional) {
+                        std::initializer_list<ncclDataType_t> types,
+                        std::initializer_list<long> sizes, bool optional) {
   if (t == nullptr) return optional ? "" : std::string(name) + " is NULL";
   std::string bad =
       checkStruct(t, static_cast<unsigned>(sizeof(ncclEpTensor_t)), NCCL_EP_TENSOR_MAGIC, name);
@@ -121,10 +121,10 @@ std::string checkTensor(const ncclEpTensor_t* t, const char* name, int ndim,
   if (ndim > 0 && t->sizes == nullptr) return std::string(name) + ".sizes is NULL";
   bool empty = false;
   for (int i = 0; i < ndim; ++i) {
-    if (sizes.size() > static_cast<size_t>(i) && sizes[i] >= 0 &&
-        t->sizes[i] != static_cast<size_t>(sizes[i]))
+    const long want = sizes.size() > static_cast<size_t>(i) ? sizes.begin()[i] : -1;
+    if (want >= 0 && t->sizes[i] != static_cast<size_t>(want))
       return std::string(name) + ".sizes[" + str(static_cast<unsigned long>(i)) + "] is " +
-             str(t->sizes[i]) + ", expected " + str(static_cast<unsigned long>(sizes[i]));
+             str(t->sizes[i]) + ", expected " + str(static_cast<unsigned long>(want));
     empty |= t->sizes[i] == 0;
   }
   if (!empty && t->data == nullptr) return std::string(name) + ".data is NULL";

@@ -3,8 +3,8 @@
 // and the rule ("num_experts (250) must be a multiple of the number of ranks (8)").
 #pragma once
 
+#include <initializer_list>
 #include <string>
-#include <vector>
 
 #include "nccl_ep.h"
 
@@ -28,10 +28,10 @@ std::string checkStruct(const T* ptr, const char* name) {
 
 std::string checkGroupConfig(const ncclEpGroupConfig_t* config, int num_ranks);
 
-// A tensor: valid header, `ndim` dimensions, datatype among `types`, and each size equal to
+// A tensor (no heap allocation on the success path: this runs on every dispatch): valid header, `ndim` dimensions, datatype among `types`, and each size equal to
 // `sizes[i]` unless that entry is -1 (any). `optional`: NULL is accepted.
 std::string checkTensor(const ncclEpTensor_t* t, const char* name, int ndim,
-                        const std::vector<ncclDataType_t>& types, const std::vector<long>& sizes,
+                        std::initializer_list<ncclDataType_t> types, std::initializer_list<long> sizes,
                         bool optional = false);
 
 const char* dataTypeName(ncclDataType_t t);
