@@ -54,6 +54,16 @@ __device__ __forceinline__ float* combineWeights(const LlCommon& c, char* base, 
          static_cast<uint64_t>(parity * c.num_ranks + src) * c.max_tokens * kLlMaxTopK;
 }
 
+// Index of the last entry of the non-decreasing `offsets[0..n)` that is <= g.
+__device__ __forceinline__ int segmentOf(const int* offsets, int n, int g) {
+  int lo = 0, hi = n;  // answer in [lo, hi)
+  while (hi - lo > 1) {
+    const int mid = (lo + hi) / 2;
+    if (offsets[mid] <= g) lo = mid; else hi = mid;
+  }
+  return lo;
+}
+
 // Waits for the credit to write half `seq & 1` of every unmasked peer's buffer: each has
 // acknowledged seq - 2 in that half's slot (one slot per half, so that staged ops completed
 // out of order never lower an acknowledgement). Threads 0..R-1 wait on one peer each.

@@ -10,16 +10,6 @@
 
 namespace epyard::ep {
 
-// Index of the last entry of the non-decreasing `offsets[0..n)` that is <= g.
-__device__ __forceinline__ int segmentOf(const int* offsets, int n, int g) {
-  int lo = 0, hi = n;  // answer in [lo, hi)
-  while (hi - lo > 1) {
-    const int mid = (lo + hi) / 2;
-    if (offsets[mid] <= g) lo = mid; else hi = mid;
-  }
-  return lo;
-}
-
 // Expert-major: this rank's combine weights [T][K] to every unmasked rank (block b: rank b, ...).
 __device__ inline void publishWeights(const LlCombineArgs& a, uint64_t seq, const int* s_mask) {
   const LlCommon& c = a.c;
@@ -109,39 +99,43 @@ __device__ inline void combineSend(const LlCombineArgs& a, uint64_t seq, const i
   if (s.skip) return;
   if (!c.rank_major) publishWeights(a, seq, s_mask);
 
-  // One received slot per team.
+  // One received slot per team; the teams of a block move through items in lock-step.
   const Team team = myTeam();
-  const int me = team.local;
-  for (int g = team.index; g < s.total; g += team.count) {
-    const int d = segmentOf(s.offset, R, g), j = g - s.offset[d];
-    if (s_mask[d]) continue;
+  const int me = team.local, per_block = blockDim.x / kTeamThreads;
+  for (int first = blockIdx.x * per_block; first < s.total; first += team.count) {
+    const int g = first + me;
+    int d = g < s.total ? segmentOf(s.offset, R, g) : 0;
+    const bool active = g < s.total && !s_mask[d];
+    const int j = g - s.offset[d];
     const size_t slot = static_cast<size_t>(d) * B + j;
-    const int token = c.h.recv_token[slot];
+    const int token = active ? c.h.recv_token[slot] : 0;
     char* peer = peerBuffer(c, d);
     char* out = combineSlot(c, peer, parity, token, c.rank);
-    if (c.rank_major) {
-      copyTeam16(out, a.x + slot * H, 2u * H, team.lane, kTeamThreads);
-    } else {
-      if (team.lane == 0) {
-        s.ok[me] = waitFlag(c, flagIn(myBuffer(c), c.buf.comb_weight_flags, parity, R, d), seq,
-                            kWaitCombineWeights, d, seq);
-        int n = 0;
-        const float* w = combineWeights(c, myBuffer(c), parity, d) + token * kLlMaxTopK;
-        for (int k = 0; k < K; ++k) {
-          const int row = c.h.recv_rows[slot * K + k];
-          if (row < 0) continue;
-          s.row[me][n] = row;
-          s.weight[me][n] = w[k];
-          ++n;
-        }
-        s.rows[me] = n;
+    if (active && !c.rank_major && team.lane == 0) {
+      s.ok[me] = waitFlag(c, flagIn(myBuffer(c), c.buf.comb_weight_flags, parity, R, d), seq,
+                          kWaitCombineWeights, d, seq);
+      int n = 0;
+      const float* w = combineWeights(c, myBuffer(c), parity, d) + token * kLlMaxTopK;
+      for (int k = 0; k < K; ++k) {
+        const int row = c.h.recv_rows[slot * K + k];
+        if (row < 0) continue;
+        s.row[me][n] = row;
+        s.weight[me][n] = w[k];
+        ++n;
       }
-      team.sync();
-      if (s.ok[me]) reduceRows(a, s.row[me], s.weight[me], s.rows[me], out, team.lane);
+      s.rows[me] = n;
     }
-    team.sync();  // the team's stores are ordered before the release; shared state is reused
-    if (team.lane == 0 && (c.rank_major || s.ok[me]))
-      storeRelease(combineRowFlag(c, peer, parity, token, c.rank), seq);
+    __syncthreads();
+    const bool send = active && (c.rank_major || s.ok[me]);  // else the owner is gone
+    if (send) {
+      if (c.rank_major) {
+        copyTeam16(out, a.x + slot * H, 2u * H, team.lane, kTeamThreads);
+      } else {
+        reduceRows(a, s.row[me], s.weight[me], s.rows[me], out, team.lane);
+      }
+    }
+    __syncthreads();  // the stores are ordered before the release; shared state is reused
+    if (send && team.lane == 0) storeRelease(combineRowFlag(c, peer, parity, token, c.rank), seq);
   }
 }
 

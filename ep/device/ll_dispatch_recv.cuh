@@ -14,6 +14,8 @@ struct RecvShared {
   int count[kLlMaxRanks];   // tokens from each source, -1: nothing (masked or lost)
   int prefix[kLlMaxRanks];  // [R][L]: rows of expert l from sources before d
   int total[kLlMaxRanks];   // [L]: rows per local expert
+  int offset[kLlMaxRanks];  // slots of sources before d (lost sources count 0)
+  int slots;                 // slots from all sources
   int ready[kLlBlockTeams];  // per team: the item's flag is up
 };
 
@@ -42,6 +44,14 @@ __device__ inline void gatherCounts(const LlDispatchArgs& a, uint64_t seq, const
       run += n;
     }
     s->total[l] = run;
+  }
+  if (threadIdx.x == 0) {
+    int run = 0;
+    for (int d = 0; d < R; ++d) {
+      s->offset[d] = run;
+      run += s->count[d] > 0 ? s->count[d] : 0;
+    }
+    s->slots = run;
   }
   __syncthreads();
 }
@@ -125,21 +135,19 @@ __device__ inline void dispatchRecv(const LlDispatchArgs& a, uint64_t seq, const
   gatherCounts(a, seq, s_mask, &s);
   if (blockIdx.x == 0) writeCounters(a, &s);
 
-  // Slots of all sources in one sequence; team i of the grid copies items i, i + teams, ...,
-  // each as soon as its flag is up.
+  // Slots of all sources in one sequence; the teams of block b take items b*T .. b*T+T-1, then
+  // the next T items for the grid, ...; each copies its slot as soon as the slot's flag is up.
   const Team team = myTeam();
-  int base = 0;
-  for (int d = 0; d < R; ++d) {
-    const int n = s.count[d];
-    if (n <= 0) continue;
-    for (int j = ((team.index - base) % team.count + team.count) % team.count; j < n; j += team.count) {
-      if (team.lane == 0)
-        s.ready[team.local] = waitFlag(c, slotFlag(c, myBuffer(c), parity, d, j), seq, kWaitDispatchData, d, seq);
-      team.sync();
-      if (s.ready[team.local]) copySlot(a, &s, parity, d, j, team.lane);
-      team.sync();  // ready[] is rewritten for the next item
-    }
-    base += n;
+  const int per_block = blockDim.x / kTeamThreads;
+  for (int first = blockIdx.x * per_block; first < s.slots; first += team.count) {
+    const int g = first + team.local;
+    const bool active = g < s.slots;
+    const int d = active ? segmentOf(s.offset, R, g) : 0, j = active ? g - s.offset[d] : 0;
+    if (active && team.lane == 0)
+      s.ready[team.local] = waitFlag(c, slotFlag(c, myBuffer(c), parity, d, j), seq, kWaitDispatchData, d, seq);
+    __syncthreads();
+    if (active && s.ready[team.local]) copySlot(a, &s, parity, d, j, team.lane);
+    __syncthreads();  // ready[] is rewritten for the next items
   }
 
   // Rank-major rows past a source's count read as "no expert".

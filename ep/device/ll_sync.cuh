@@ -109,17 +109,15 @@ __device__ __forceinline__ void copyBlock16(void* dst, const void* src, uint32_t
   for (uint32_t i = threadIdx.x; i < bytes / 16; i += blockDim.x) d[i] = s[i];
 }
 
-// A team: kTeamThreads consecutive threads of a block that work on one item together and
-// synchronise with their own named barrier (ids 1.. ; 0 is __syncthreads).
+// A team: kTeamThreads consecutive threads of a block that work on one item together. The
+// teams of a block step through their items in lock-step (block-uniform loops), so plain
+// __syncthreads() is their barrier: no named barriers.
 constexpr int kTeamThreads = 128;
 struct Team {
   int lane;   // 0 .. kTeamThreads-1
   int local;  // team index inside the block
   int index;  // team index in the grid
   int count;  // teams in the grid
-  __device__ void sync() const {
-    asm volatile("bar.sync %0, %1;" ::"r"(1 + local), "r"(kTeamThreads) : "memory");
-  }
 };
 __device__ __forceinline__ Team myTeam() {
   Team t;
