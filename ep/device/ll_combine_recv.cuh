@@ -15,14 +15,17 @@ __device__ inline void combineRecv(const LlCombineArgs& a, uint64_t seq, const i
   __shared__ int s_col[kLlMaxTopK];  // ranks this token went to, ascending
   __shared__ int s_ok[kLlMaxTopK];
   __shared__ int s_cols;
+  __shared__ int s_dst[kLlMaxTopK];
   char* mine = myBuffer(c);
   const bool self_masked = s_mask[c.rank];
 
   for (int t = blockIdx.x; t < c.num_tokens; t += gridDim.x) {
+    if (threadIdx.x < K) s_dst[threadIdx.x] = c.h.dst_rank[t * K + threadIdx.x];
+    __syncthreads();
     if (threadIdx.x == 0) {
       int n = 0;
-      for (int j = 0; j < K && c.h.dst_rank[t * K + j] >= 0 && !self_masked; ++j) {
-        const int d = c.h.dst_rank[t * K + j];
+      for (int j = 0; j < K && s_dst[j] >= 0 && !self_masked; ++j) {
+        const int d = s_dst[j];
         if (s_mask[d]) continue;
         int at = n++;
         while (at > 0 && s_col[at - 1] > d) {  // insertion: ascending rank order

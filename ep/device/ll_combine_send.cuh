@@ -86,11 +86,14 @@ __device__ inline void combineSend(const LlCombineArgs& a, uint64_t seq, const i
   const int parity = static_cast<int>(seq & 1);
   __shared__ CombineSendShared s;
   waitCredits(c, c.buf.comb_acks, seq, kWaitCombineCredit);
+  for (int d = threadIdx.x; d < R; d += blockDim.x) s.offset[d] = c.h.recv_src_cnt[d];
+  __syncthreads();
   if (threadIdx.x == 0) {
     int run = 0;
     for (int d = 0; d < R; ++d) {
+      const int n = s.offset[d];
       s.offset[d] = run;
-      run += c.h.recv_src_cnt[d];
+      run += n;
     }
     s.total = run;
     s.skip = aborted(c) || s_mask[c.rank];
@@ -111,19 +114,27 @@ __device__ inline void combineSend(const LlCombineArgs& a, uint64_t seq, const i
     const int token = active ? c.h.recv_token[slot] : 0;
     char* peer = peerBuffer(c, d);
     char* out = combineSlot(c, peer, parity, token, c.rank);
-    if (active && !c.rank_major && team.lane == 0) {
-      s.ok[me] = waitFlag(c, flagIn(myBuffer(c), c.buf.comb_weight_flags, parity, R, d), seq,
-                          kWaitCombineWeights, d, seq);
-      int n = 0;
-      const float* w = combineWeights(c, myBuffer(c), parity, d) + token * kLlMaxTopK;
-      for (int k = 0; k < K; ++k) {
-        const int row = c.h.recv_rows[slot * K + k];
-        if (row < 0) continue;
-        s.row[me][n] = row;
-        s.weight[me][n] = w[k];
-        ++n;
+    if (active && !c.rank_major && team.lane < 32) {  // the team's first warp plans the sum
+      const int lane = team.lane;
+      int ok = 0;
+      if (lane == 0)
+        ok = waitFlag(c, flagIn(myBuffer(c), c.buf.comb_weight_flags, parity, R, d), seq,
+                      kWaitCombineWeights, d, seq);
+      ok = __shfl_sync(0xffffffffu, ok, 0);
+      __syncwarp();  // lane 0's acquire of the weights flag orders the other lanes' reads too
+      const int row = lane < K ? c.h.recv_rows[slot * K + lane] : -1;
+      const float w =
+          ok && row >= 0 ? combineWeights(c, myBuffer(c), parity, d)[token * kLlMaxTopK + lane] : 0.0f;
+      const unsigned used = __ballot_sync(0xffffffffu, row >= 0);
+      if (row >= 0) {  // compacted, top-k slot order kept
+        const int at = __popc(used & ((1u << lane) - 1));
+        s.row[me][at] = row;
+        s.weight[me][at] = w;
       }
-      s.rows[me] = n;
+      if (lane == 0) {
+        s.ok[me] = ok;
+        s.rows[me] = __popc(used);
+      }
     }
     __syncthreads();
     const bool send = active && (c.rank_major || s.ok[me]);  // else the owner is gone

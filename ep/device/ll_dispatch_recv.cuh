@@ -17,6 +17,8 @@ struct RecvShared {
   int offset[kLlMaxRanks];  // slots of sources before d (lost sources count 0)
   int slots;                 // slots from all sources
   int ready[kLlBlockTeams];  // per team: the item's flag is up
+  int rows[kLlBlockTeams][kLlMaxTopK];  // per team: output rows of its slot
+  int nrows[kLlBlockTeams];
 };
 
 __device__ inline void gatherCounts(const LlDispatchArgs& a, uint64_t seq, const int* s_mask,
@@ -83,49 +85,63 @@ __device__ inline void writeCounters(const LlDispatchArgs& a, const RecvShared* 
   }
 }
 
-// Copies slot j of source d to its output row(s): one team.
-__device__ inline void copySlot(const LlDispatchArgs& a, const RecvShared* s, int parity, int d,
+// Plans slot j of source d (lanes 0..31 of a team, after its flag was seen): the output rows it
+// goes to, in parallel over top-k slots; also combine's recipe and the rank-major top-k outputs.
+__device__ inline void planSlot(const LlDispatchArgs& a, RecvShared* s, int team, int parity, int d,
                                 int j, int lane) {
   const LlCommon& c = a.c;
-  const int R = c.num_ranks, L = c.local_experts, B = c.max_tokens, K = c.top_k, H = a.hidden;
-  const char* slot = dispatchSlot(c, myBuffer(c), parity, d, j);
-  const LlSlotMeta* meta = reinterpret_cast<const LlSlotMeta*>(slot);
-  const char* payload = slot + sizeof(LlSlotMeta);
+  const int R = c.num_ranks, L = c.local_experts, B = c.max_tokens, K = c.top_k;
+  const LlSlotMeta* meta =
+      reinterpret_cast<const LlSlotMeta*>(dispatchSlot(c, myBuffer(c), parity, d, j));
+  const size_t slot_index = static_cast<size_t>(d) * B + j;
+  const int l = lane < K ? meta->local[lane] : -1, pos = lane < K ? meta->pos[lane] : -1;
+  if (lane == 0) c.h.recv_token[slot_index] = meta->token;
+  if (c.rank_major) {
+    if (lane == 0) {
+      s->rows[team][0] = static_cast<int>(slot_index);
+      s->nrows[team] = 1;
+    }
+    if (lane < K) {
+      if (a.out_topk_idx) a.out_topk_idx[slot_index * K + lane] = l;
+      if (a.out_topk_weights) a.out_topk_weights[slot_index * K + lane] = l >= 0 ? meta->weight[lane] : 0.0f;
+    }
+    return;
+  }
+  // Expert-major: a row per first naming of a local expert; a repeat reuses the first's row.
+  const bool first = l >= 0 && pos >= 0;
+  const int row = first ? l * R * B + s->prefix[d * L + l] + pos : -1;
+  const unsigned firsts = __ballot_sync(0xffffffffu, first);
+  if (first) s->rows[team][__popc(firsts & ((1u << lane) - 1))] = row;
+  if (lane == 0) s->nrows[team] = __popc(firsts);
+  int recipe = row;
+  for (int f = 0; f < K; ++f) {  // the row of the first slot naming the same expert
+    const int lf = __shfl_sync(0xffffffffu, l, f), rf = __shfl_sync(0xffffffffu, row, f);
+    if (f < lane && recipe < 0 && l >= 0 && lf == l && rf >= 0) recipe = rf;
+  }
+  if (lane < K) c.h.recv_rows[slot_index * K + lane] = recipe;
+}
+
+// Copies the planned slot to its rows (a team): the payload is read once and stored to each.
+__device__ inline void copySlot(const LlDispatchArgs& a, const RecvShared* s, int team, int parity,
+                                int d, int j, int lane) {
+  const LlCommon& c = a.c;
+  const int H = a.hidden, n = s->nrows[team];
+  const char* payload = dispatchSlot(c, myBuffer(c), parity, d, j) + sizeof(LlSlotMeta);
   const float* scales = reinterpret_cast<const float*>(payload + c.buf.payload_bytes);
   const uint32_t row_bytes = a.fp8 ? H : 2 * H;
   const int groups = H / kLlScaleBlock;
   char* out = static_cast<char*>(a.out_tokens);
-  auto copyRow = [&](size_t row) {
-    copyTeam16(out + row * row_bytes, payload, row_bytes, lane, kTeamThreads);
-    if (a.fp8)
-      for (int g = lane; g < groups; g += kTeamThreads) a.out_scales[row * groups + g] = scales[g];
-  };
-  const size_t slot_index = static_cast<size_t>(d) * B + j;
-  if (lane == 0) c.h.recv_token[slot_index] = meta->token;
-  if (!c.rank_major) {
-    for (int k = 0; k < K; ++k) {
-      const int l = meta->local[k], pos = meta->pos[k];
-      if (l < 0 || pos < 0) continue;
-      copyRow(static_cast<size_t>(l) * R * B + s->prefix[d * L + l] + pos);
-    }
-    if (lane < K) {  // combine's recipe: the row of each top-k slot (a repeat: its first)
-      const int k = lane, l = meta->local[k];
-      int row = -1;
-      for (int f = 0; f <= k && l >= 0; ++f)
-        if (meta->local[f] == l && meta->pos[f] >= 0) {
-          row = l * R * B + s->prefix[d * L + l] + meta->pos[f];
-          break;
-        }
-      c.h.recv_rows[slot_index * K + k] = row;
-    }
-  } else {
-    copyRow(slot_index);
-    if (lane < K) {
-      const int k = lane, l = meta->local[k];
-      if (a.out_topk_idx) a.out_topk_idx[slot_index * K + k] = l;
-      if (a.out_topk_weights) a.out_topk_weights[slot_index * K + k] = l >= 0 ? meta->weight[k] : 0.0f;
-    }
+  const int4* src = reinterpret_cast<const int4*>(payload);
+  for (uint32_t i = lane; i < row_bytes / 16; i += kTeamThreads) {
+    const int4 v = src[i];
+    for (int r = 0; r < n; ++r)
+      reinterpret_cast<int4*>(out + static_cast<size_t>(s->rows[team][r]) * row_bytes)[i] = v;
   }
+  if (a.fp8)
+    for (int g = lane; g < groups; g += kTeamThreads) {
+      const float v = scales[g];
+      for (int r = 0; r < n; ++r) a.out_scales[static_cast<size_t>(s->rows[team][r]) * groups + g] = v;
+    }
 }
 
 __device__ inline void dispatchRecv(const LlDispatchArgs& a, uint64_t seq, const int* s_mask) {
@@ -146,8 +162,11 @@ __device__ inline void dispatchRecv(const LlDispatchArgs& a, uint64_t seq, const
     if (active && team.lane == 0)
       s.ready[team.local] = waitFlag(c, slotFlag(c, myBuffer(c), parity, d, j), seq, kWaitDispatchData, d, seq);
     __syncthreads();
-    if (active && s.ready[team.local]) copySlot(a, &s, parity, d, j, team.lane);
-    __syncthreads();  // ready[] is rewritten for the next items
+    const bool ready = active && s.ready[team.local];
+    if (ready && team.lane < 32) planSlot(a, &s, team.local, parity, d, j, team.lane);
+    __syncthreads();
+    if (ready) copySlot(a, &s, team.local, parity, d, j, team.lane);
+    __syncthreads();  // ready[] and rows[] are rewritten for the next items
   }
 
   // Rank-major rows past a source's count read as "no expert".

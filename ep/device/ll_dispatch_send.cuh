@@ -65,7 +65,13 @@ __device__ inline void dispatchSend(const LlDispatchArgs& a, uint64_t seq, const
 
   const int pieces = H / 16;
   const int rounds = (pieces + blockDim.x - 1) / blockDim.x;
+  __shared__ int s_dst[kLlMaxTopK], s_slot[kLlMaxTopK];
   for (int t = blockIdx.x; t < c.num_tokens; t += gridDim.x) {
+    __syncthreads();  // s_dst of the previous token is no longer read
+    if (threadIdx.x < K) {  // one parallel load instead of a chain of dependent ones
+      s_dst[threadIdx.x] = c.h.dst_rank[t * K + threadIdx.x];
+      s_slot[threadIdx.x] = c.h.dst_slot[t * K + threadIdx.x];
+    }
     int4 raw[kMaxPiecesPerThread][2];
     int4 quant[kMaxPiecesPerThread];
     float scale[kMaxPiecesPerThread];
@@ -93,11 +99,12 @@ __device__ inline void dispatchSend(const LlDispatchArgs& a, uint64_t seq, const
         if (on) quant[r] = quantizeE4m3x16(v, scale[r]);
       }
     }
+    __syncthreads();  // s_dst is filled
     for (int j = 0; j < K; ++j) {
-      const int d = c.h.dst_rank[t * K + j];
+      const int d = s_dst[j];
       if (d < 0) break;
       if (s_mask[d]) continue;
-      char* slot = dispatchSlot(c, peerBuffer(c, d), parity, c.rank, c.h.dst_slot[t * K + j]);
+      char* slot = dispatchSlot(c, peerBuffer(c, d), parity, c.rank, s_slot[j]);
       writeMeta(a, t, d, reinterpret_cast<LlSlotMeta*>(slot));
       int4* payload = reinterpret_cast<int4*>(slot + sizeof(LlSlotMeta));
       float* scales = reinterpret_cast<float*>(slot + sizeof(LlSlotMeta) + c.buf.payload_bytes);
@@ -119,9 +126,9 @@ __device__ inline void dispatchSend(const LlDispatchArgs& a, uint64_t seq, const
     // these release stores): one flag per destination slot. (No barrier is needed before the
     // next token: its stores go to other slots.)
     if (threadIdx.x < K) {
-      const int d = c.h.dst_rank[t * K + threadIdx.x];
+      const int d = s_dst[threadIdx.x];
       if (d >= 0 && !s_mask[d])
-        storeRelease(slotFlag(c, peerBuffer(c, d), parity, c.rank, c.h.dst_slot[t * K + threadIdx.x]), seq);
+        storeRelease(slotFlag(c, peerBuffer(c, d), parity, c.rank, s_slot[threadIdx.x]), seq);
     }
   }
 }
