@@ -13,6 +13,7 @@
 // Bytes (DeepEP's accounting): valid (token, expert) pairs sent by a rank x bytes per token:
 // FP8 dispatch H + 4 H/128 (scales), BF16 2H; combine 2H. GB/s = those bytes / latency.
 // The all-to-all baseline moves the same number of bytes per rank, spread evenly over ranks.
+// `floor`: a 4-byte cudaMemsetAsync timed the same way — what the method itself costs.
 #include <cuda_runtime.h>
 #include <nccl.h>
 
@@ -198,7 +199,7 @@ int runConfig(int rank, int nranks, ncclComm_t comm, cudaStream_t st, const Opti
   ncclEpCombineOutputs_t coutp = NCCL_EP_COMBINE_OUTPUTS_INIT;
   coutp.tokens = &cout.t;
 
-  Stats update, disp, comb, a2a_disp, a2a_comb;
+  Stats update, disp, comb, a2a_disp, a2a_comb, floor;
   if (timeOp(rank, nranks, comm, st, o, barrier, gathered, [&] {
         return ncclEpUpdateHandle(h, &idx.t, nullptr, st) == ncclSuccess ? 0 : 1;
       }, &update)) return 1;
@@ -230,12 +231,16 @@ int runConfig(int rank, int nranks, ncclComm_t comm, cudaStream_t st, const Opti
   if (timeOp(rank, nranks, comm, st, o, barrier, gathered, [&] {
         return ncclAlltoAll(a2a_in, a2a_out, per_peer_comb, ncclUint8, comm, st) == ncclSuccess ? 0 : 1;
       }, &a2a_comb)) return 1;
+  // The method's floor: the smallest GPU op (a 4-byte memset) timed the same way.
+  if (timeOp(rank, nranks, comm, st, o, barrier, gathered, [&] {
+        return cudaMemsetAsync(a2a_in, 0, 4, st) == cudaSuccess ? 0 : 1;
+      }, &floor)) return 1;
   cudaFree(a2a_in);
   cudaFree(a2a_out);
   if (rank == 0) {
-    std::printf("%6d %6d %4d %7d | %7.1f %7.1f %7.1f %7.1f | %7.1f %7.1f %7.1f %7.1f | %8.1f %8.1f | %6.1f\n",
+    std::printf("%6d %6d %4d %7d | %7.1f %7.1f %7.1f %7.1f | %7.1f %7.1f %7.1f %7.1f | %8.1f %8.1f | %6.1f %5.1f\n",
                 T, H, K, E, disp.avg, disp.lo, disp.hi, disp_bytes / disp.avg / 1e3, comb.avg, comb.lo,
-                comb.hi, comb_bytes / comb.avg / 1e3, a2a_disp.avg, a2a_comb.avg, update.avg);
+                comb.hi, comb_bytes / comb.avg / 1e3, a2a_disp.avg, a2a_comb.avg, update.avg, floor.avg);
     std::fflush(stdout);
   }
   CHECK_NCCL(ncclEpHandleDestroy(h), g);
@@ -259,9 +264,9 @@ int rankMain(const epyard::launch::RankEnv& env, const Options& o) {
                 o.loop ? "back-to-back (no)" : o.host_barrier ? "host" : "stream-ordered");
     if (o.sms > 0) std::printf("# max_num_sms = %d\n", o.sms);
     std::printf("# latency in us per rank (avg over ranks, min and max per-rank average); GB/s: pairs x bytes/token\n");
-    std::printf("# %4s %6s %4s %7s | %7s %7s %7s %7s | %7s %7s %7s %7s | %8s %8s | %6s\n", "tokens",
+    std::printf("# %4s %6s %4s %7s | %7s %7s %7s %7s | %7s %7s %7s %7s | %8s %8s | %6s %5s\n", "tokens",
                 "hidden", "topk", "experts", "disp", "min", "max", "GB/s", "comb", "min", "max", "GB/s",
-                "a2a-disp", "a2a-comb", "update");
+                "a2a-disp", "a2a-comb", "update", "floor");
   }
   for (int T : o.tokens)
     for (int H : o.hidden)
