@@ -10,6 +10,7 @@ namespace {
 
 __global__ void __launch_bounds__(kLlBlockThreads) llCombineKernel(LlCombineArgs a) {
   const LlCommon& c = a.c;
+  traceMark(c, 1, 0);
   __shared__ int s_mask[kLlMaxRanks];
   for (int d = threadIdx.x; d < c.num_ranks; d += blockDim.x) s_mask[d] = isMasked(c, d) ? 1 : 0;
   __syncthreads();
@@ -28,6 +29,7 @@ __global__ void __launch_bounds__(kLlBlockThreads) llCombineKernel(LlCombineArgs
       if (send && threadIdx.x == 0) c.state->comb_seq = c.h.seqs[1] = seq;
     }
   }
+  if (a.phases == kPhaseBoth) traceCommit(c, 1);
 }
 
 }  // namespace

@@ -41,6 +41,7 @@ __device__ inline void combineRecv(const LlCombineArgs& a, uint64_t seq, const i
       s_ok[threadIdx.x] = waitFlag(c, combineRowFlag(c, mine, parity, t, s_col[threadIdx.x]), seq,
                                    kWaitCombineData, s_col[threadIdx.x], seq);
     __syncthreads();
+    if (t == static_cast<int>(blockIdx.x)) traceMark(c, 1, 3);  // first token's rows are here
     for (int p = threadIdx.x; p < H / 8; p += blockDim.x) {
       float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
       for (int i = 0; i < s_cols; ++i) {
@@ -60,6 +61,7 @@ __device__ inline void combineRecv(const LlCombineArgs& a, uint64_t seq, const i
     }
     __syncthreads();  // s_col is refilled for the next token
   }
+  traceMark(c, 1, 4);
 }
 
 }  // namespace epyard::ep

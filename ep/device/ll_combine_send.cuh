@@ -86,6 +86,7 @@ __device__ inline void combineSend(const LlCombineArgs& a, uint64_t seq, const i
   const int parity = static_cast<int>(seq & 1);
   __shared__ CombineSendShared s;
   waitCredits(c, c.buf.comb_acks, seq, kWaitCombineCredit);
+  traceMark(c, 1, 1);
   for (int d = threadIdx.x; d < R; d += blockDim.x) s.offset[d] = c.h.recv_src_cnt[d];
   __syncthreads();
   if (threadIdx.x == 0) {
@@ -148,6 +149,7 @@ __device__ inline void combineSend(const LlCombineArgs& a, uint64_t seq, const i
     __syncthreads();  // the stores are ordered before the release; shared state is reused
     if (send && team.lane == 0) storeRelease(combineRowFlag(c, peer, parity, token, c.rank), seq);
   }
+  traceMark(c, 1, 2);
 }
 
 }  // namespace epyard::ep

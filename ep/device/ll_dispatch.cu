@@ -17,6 +17,7 @@ __device__ inline void loadMask(const LlCommon& c, int* s_mask) {
 
 __global__ void __launch_bounds__(kLlBlockThreads) llDispatchKernel(LlDispatchArgs a) {
   const LlCommon& c = a.c;
+  traceMark(c, 0, 0);
   __shared__ int s_mask[kLlMaxRanks];
   loadMask(c, s_mask);
   const bool send = a.phases & kPhaseSend, recv = a.phases & kPhaseRecv;
@@ -34,6 +35,7 @@ __global__ void __launch_bounds__(kLlBlockThreads) llDispatchKernel(LlDispatchAr
       if (send && threadIdx.x == 0) c.state->disp_seq = c.h.seqs[0] = seq;
     }
   }
+  if (a.phases == kPhaseBoth) traceCommit(c, 0);
 }
 
 }  // namespace

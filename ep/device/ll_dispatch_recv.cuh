@@ -149,6 +149,7 @@ __device__ inline void dispatchRecv(const LlDispatchArgs& a, uint64_t seq, const
   const int R = c.num_ranks, B = c.max_tokens, K = c.top_k, parity = static_cast<int>(seq & 1);
   __shared__ RecvShared s;
   gatherCounts(a, seq, s_mask, &s);
+  traceMark(c, 0, 3);
   if (blockIdx.x == 0) writeCounters(a, &s);
 
   // Slots of all sources in one sequence; the teams of block b take items b*T .. b*T+T-1, then
@@ -168,6 +169,7 @@ __device__ inline void dispatchRecv(const LlDispatchArgs& a, uint64_t seq, const
     if (ready) copySlot(a, &s, team.local, parity, d, j, team.lane);
     __syncthreads();  // ready[] and rows[] are rewritten for the next items
   }
+  traceMark(c, 0, 4);
 
   // Rank-major rows past a source's count read as "no expert".
   if (c.rank_major && (a.out_topk_idx || a.out_topk_weights)) {

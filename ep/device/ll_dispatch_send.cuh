@@ -57,6 +57,7 @@ __device__ inline void dispatchSend(const LlDispatchArgs& a, uint64_t seq, const
   const LlCommon& c = a.c;
   const int K = c.top_k, H = a.hidden, parity = static_cast<int>(seq & 1);
   waitCredits(c, c.buf.disp_acks, seq, kWaitDispatchCredit);
+  traceMark(c, 0, 1);
   __shared__ int s_skip;
   if (threadIdx.x == 0) s_skip = aborted(c) || s_mask[c.rank];
   __syncthreads();
@@ -131,6 +132,7 @@ __device__ inline void dispatchSend(const LlDispatchArgs& a, uint64_t seq, const
         storeRelease(slotFlag(c, peerBuffer(c, d), parity, c.rank, s_slot[threadIdx.x]), seq);
     }
   }
+  traceMark(c, 0, 2);
 }
 
 }  // namespace epyard::ep

@@ -109,6 +109,27 @@ __device__ __forceinline__ void copyBlock16(void* dst, const void* src, uint32_t
   for (uint32_t i = threadIdx.x; i < bytes / 16; i += blockDim.x) d[i] = s[i];
 }
 
+// Phase timing (EPYARD_EP_TRACE builds): block 0 stamps mark `i` of op `kind`; the kernel's
+// end adds every mark's offset from mark 0 to the sums the host prints at group destruction.
+__device__ __forceinline__ void traceMark(const LlCommon& c, int kind, int i) {
+#ifdef EPYARD_EP_TRACE
+  if (blockIdx.x == 0 && threadIdx.x == 0) c.state->trace_last[kind][i] = nowNs();
+#endif
+}
+__device__ __forceinline__ void traceCommit(const LlCommon& c, int kind) {
+#ifdef EPYARD_EP_TRACE
+  if (blockIdx.x == 0 && threadIdx.x == 0) {
+    c.state->trace_last[kind][kLlTraceMarks - 1] = nowNs();
+    const uint64_t t0 = c.state->trace_last[kind][0];
+    for (int i = 1; i < kLlTraceMarks; ++i) {
+      const uint64_t t = c.state->trace_last[kind][i];
+      c.state->trace_sum[kind][i] += t >= t0 ? t - t0 : 0;
+    }
+    ++c.state->trace_calls[kind];
+  }
+#endif
+}
+
 // A team: kTeamThreads consecutive threads of a block that work on one item together. The
 // teams of a block step through their items in lock-step (block-uniform loops), so plain
 // __syncthreads() is their barrier: no named barriers.

@@ -18,7 +18,8 @@ namespace epyard::ep {
 constexpr int kLlMaxTopK = 16;
 constexpr int kLlMaxRanks = 512;  // every rank holds at least one of at most 512 experts
 constexpr int kLlScaleBlock = 128;
-constexpr int kLlBlockTeams = 4;  // 512-thread blocks as four 128-thread teams
+constexpr int kLlBlockTeams = 4;
+constexpr int kLlTraceMarks = 6;  // 512-thread blocks as four 128-thread teams
 
 // One dispatched token as it crosses NVLink: this header, then the payload (BF16 or FP8), then
 // (FP8) one float scale per 128 channels. `local[k]` is the destination-local expert named by
@@ -67,6 +68,11 @@ struct LlDeviceState {
   int32_t abort;         // a wait failed: the other blocks stop waiting too
   int32_t reserved;
   int32_t mask[kLlMaxRanks];  // 1 = rank masked (skipped by dispatch and combine)
+  // EPYARD_EP_TRACE builds only: block 0's phase timestamps of the last call and their sums
+  // (ns after the kernel's start), per op (0 dispatch, 1 combine).
+  uint64_t trace_last[2][kLlTraceMarks];
+  uint64_t trace_sum[2][kLlTraceMarks];
+  uint64_t trace_calls[2];
 };
 
 enum LlArrival : int {

@@ -1,4 +1,5 @@
 // ncclEpCreateGroup / ncclEpGroupDestroy and the group-level calls (masks, async errors).
+#include <cstdio>
 #include <cstring>
 
 #include "device/ll_launch.h"
@@ -33,9 +34,33 @@ std::string versionText(int code) {
          std::to_string(code % 100);
 }
 
+// EPYARD_EP_TRACE builds: block 0's average phase times, printed when the group goes.
+void printTrace(ncclEpGroup* g) {
+#ifdef EPYARD_EP_TRACE
+  LlDeviceState st;
+  if (g->state == nullptr || cudaMemcpy(&st, g->state, sizeof(st), cudaMemcpyDeviceToHost) != cudaSuccess)
+    return;
+  static const char* kNames[2][kLlTraceMarks] = {
+      {"start", "credits", "tokens sent", "counts in", "copies done", "end"},
+      {"start", "credits", "rows sent", "first rows in", "sums done", "end"}};
+  for (int op = 0; op < 2; ++op) {
+    if (st.trace_calls[op] == 0) continue;
+    std::fprintf(stderr, "epyard EP trace rank %d %s (%llu calls, block 0, us after start):", g->rank,
+                 op == 0 ? "dispatch" : "combine", static_cast<unsigned long long>(st.trace_calls[op]));
+    for (int i = 1; i < kLlTraceMarks; ++i)
+      std::fprintf(stderr, " %s %.2f%s", kNames[op][i],
+                   static_cast<double>(st.trace_sum[op][i]) / st.trace_calls[op] / 1000.0,
+                   i + 1 < kLlTraceMarks ? "," : "\n");
+  }
+#else
+  (void)g;
+#endif
+}
+
 // Everything a group holds, in reverse order of creation; safe on a half-built group.
 void releaseGroup(ncclEpGroup* g) {
   if (g->setup_stream != nullptr) cudaStreamSynchronize(g->setup_stream);
+  printTrace(g);
   if (g->dev_comm_made) ncclDevCommDestroy(g->comm, &g->dev_comm);
   if (g->window != nullptr) ncclCommWindowDeregister(g->comm, g->window);
   if (g->buffer != nullptr) {

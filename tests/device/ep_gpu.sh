@@ -4,6 +4,7 @@
 #   test[:case,case]   epyard_ep_gpu_test on all GPUs (TEST_RANKS=2 for two ranks as well)
 #   sanitize           compute-sanitizer memcheck and racecheck on a small case, 2 ranks
 #   perf               epyard_ep_perf at the target shape and a sweep (PERF_ARGS to override)
+# EP_TRACE=ON builds the kernels with phase timing (printed at group destruction).
 # Carry .deps (Debian's libfabric-dev .deb; the top-level CMake wants libfabric headers).
 # Logs and a summary land in $OUT (or /tmp/epyard-out).
 set -u
@@ -22,7 +23,8 @@ export EPYARD_LIBFABRIC_INCLUDE=$PWD/$lf/usr/include
 log "GPUs: $(nvidia-smi -L | wc -l); $(nvidia-smi -L | head -1)"
 start=$(date +%s)
 cmake -S . -B build-dev -G Ninja -DCMAKE_BUILD_TYPE=Release -DEPYARD_WERROR=OFF \
-  -DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc -DCUDAToolkit_ROOT=/usr/local/cuda >"$OUT/build.log" 2>&1 &&
+  -DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc -DCUDAToolkit_ROOT=/usr/local/cuda \
+  -DEPYARD_EP_TRACE=${EP_TRACE:-OFF} >"$OUT/build.log" 2>&1 &&
   ninja -C build-dev epyard epyard_ep_gpu_test epyard_ep_perf >>"$OUT/build.log" 2>&1 ||
   { log "build failed (see build.log)"; grep -E "error|FAILED" -A3 "$OUT/build.log" | head -40; exit 1; }
 log "build ok ($(( $(date +%s) - start )) s)"
