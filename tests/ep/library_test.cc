@@ -1,0 +1,82 @@
+// libepyard.so on a machine without a GPU: every entry point that can fail before touching the
+// device returns the right code and a message naming the argument (the C boundary never throws,
+// asserts or exits), and the version and last-error plumbing work.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <string>
+#include <thread>
+
+#include "nccl_ep.h"
+
+namespace {
+
+bool says(const char* needle) { return std::strstr(ncclEpGetLastError(nullptr), needle) != nullptr; }
+
+TEST(EpLibrary, Version) {
+  int v = 0;
+  EXPECT_EQ(ncclEpGetVersion(&v), ncclSuccess);
+  EXPECT_EQ(v, NCCL_EP_VERSION_CODE);
+  EXPECT_EQ(ncclEpGetVersion(nullptr), ncclInvalidArgument);
+  EXPECT_TRUE(says("version is NULL"));
+}
+
+TEST(EpLibrary, GroupArguments) {
+  ncclEpGroupConfig_t cfg = NCCL_EP_GROUP_CONFIG_INIT;
+  ncclEpGroup_t g = reinterpret_cast<ncclEpGroup_t>(0x1);
+  EXPECT_EQ(ncclEpCreateGroup(&g, nullptr, &cfg), ncclInvalidArgument);
+  EXPECT_EQ(g, nullptr) << "the output is cleared on failure";
+  EXPECT_TRUE(says("comm is NULL"));
+  EXPECT_EQ(ncclEpCreateGroup(nullptr, nullptr, &cfg), ncclInvalidArgument);
+  EXPECT_TRUE(says("output pointer"));
+  EXPECT_EQ(ncclEpGroupDestroy(nullptr), ncclInvalidArgument);
+  EXPECT_TRUE(says("group is NULL"));
+  int err = 0;
+  EXPECT_EQ(ncclEpGetAsyncError(nullptr, &err), ncclInvalidArgument);
+  EXPECT_EQ(ncclEpMaskClean(nullptr, nullptr), ncclInvalidArgument);
+}
+
+TEST(EpLibrary, HandleAndOpArguments) {
+  size_t bytes = 0;
+  EXPECT_EQ(ncclEpHandleMemSize(nullptr, NCCL_EP_LAYOUT_EXPERT_MAJOR, nullptr, &bytes, 8),
+            ncclInvalidArgument);
+  EXPECT_TRUE(says("group is NULL"));
+  EXPECT_EQ(ncclEpUpdateHandle(nullptr, nullptr, nullptr, nullptr), ncclInvalidArgument);
+  EXPECT_TRUE(says("handle is NULL"));
+  EXPECT_EQ(ncclEpDispatch(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr), ncclInvalidArgument);
+  EXPECT_EQ(ncclEpCombine(nullptr, nullptr, nullptr, nullptr, nullptr), ncclInvalidArgument);
+  EXPECT_EQ(ncclEpComplete(nullptr, nullptr, nullptr), ncclInvalidArgument);
+  EXPECT_EQ(ncclEpHandleDestroy(nullptr), ncclInvalidArgument);
+}
+
+TEST(EpLibrary, TensorArguments) {
+  ncclEpTensor_t* t = nullptr;
+  size_t sizes[2] = {4, 8};
+  EXPECT_EQ(ncclEpTensorAlloc(&t, 0, ncclFloat32, sizes, nullptr), ncclInvalidArgument);
+  EXPECT_TRUE(says("ndim (0)"));
+  EXPECT_EQ(ncclEpTensorAlloc(&t, 2, static_cast<ncclDataType_t>(99), sizes, nullptr),
+            ncclInvalidArgument);
+  EXPECT_TRUE(says("datatype (99)"));
+  EXPECT_EQ(ncclEpTensorAlloc(&t, 2, ncclFloat32, nullptr, nullptr), ncclInvalidArgument);
+  ncclEpTensorAllocConfig_t cfg = NCCL_EP_TENSOR_ALLOC_CONFIG_INIT;
+  cfg.magic = 7;
+  EXPECT_EQ(ncclEpTensorAlloc(&t, 2, ncclFloat32, sizes, &cfg), ncclInvalidArgument);
+  EXPECT_TRUE(says("magic"));
+  ncclEpTensor_t mine = NCCL_EP_TENSOR_INIT;
+  EXPECT_EQ(ncclEpTensorDestroy(&mine), ncclInvalidArgument) << "not made by ncclEpTensorAlloc";
+  EXPECT_TRUE(says("not made by ncclEpTensorAlloc"));
+  EXPECT_EQ(t, nullptr);
+}
+
+TEST(EpLibrary, LastErrorIsPerThread) {
+  ncclEpGetVersion(nullptr);
+  std::string other;
+  std::thread([&] {
+    ncclEpHandleDestroy(nullptr);
+    other = ncclEpGetLastError(nullptr);
+  }).join();
+  EXPECT_TRUE(says("version is NULL"));
+  EXPECT_NE(other.find("handle is NULL"), std::string::npos);
+}
+
+}  // namespace
