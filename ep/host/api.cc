@@ -1,6 +1,7 @@
 // The extern "C" entry points of libepyard.so. Each forwards to its implementation inside one
 // guard that turns any C++ exception into an error code and a message: nothing throws, asserts
 // or exits across the C boundary.
+#include <cstring>
 #include <exception>
 #include <new>
 
@@ -40,8 +41,12 @@ EPYARD_API ncclResult_t ncclEpGetVersion(int* version) {
 EPYARD_API ncclResult_t ncclEpTensorAlloc(ncclEpTensor_t** tensor, int ndim,
                                           ncclDataType_t datatype, const size_t* sizes,
                                           const ncclEpTensorAllocConfig_t* config) {
+  // Read as an integer: a caller's value outside the enum is not a valid enumerator, and
+  // loading it through the enum type would be undefined behaviour.
+  int type_value;
+  std::memcpy(&type_value, &datatype, sizeof(type_value));
   return guarded(nullptr, "ncclEpTensorAlloc",
-                 [&] { return tensorAlloc(tensor, ndim, datatype, sizes, config); });
+                 [&] { return tensorAlloc(tensor, ndim, type_value, sizes, config); });
 }
 
 EPYARD_API ncclResult_t ncclEpTensorDestroy(ncclEpTensor_t* tensor) {

@@ -112,11 +112,19 @@ std::string checkTensor(const ncclEpTensor_t* t, const char* name, int ndim,
   if (t->ndim != ndim)
     return std::string(name) + " has " + str(static_cast<unsigned long>(t->ndim)) +
            " dimensions, expected " + str(static_cast<unsigned long>(ndim));
-  if (std::find(types.begin(), types.end(), t->datatype) == types.end()) {
+  // Compared as integers: a caller's value outside the enum must not be loaded as one.
+  int type_value;
+  std::memcpy(&type_value, &t->datatype, sizeof(type_value));
+  bool listed = false;
+  for (ncclDataType_t d : types) listed |= static_cast<int>(d) == type_value;
+  if (!listed) {
     std::string allowed;
     for (ncclDataType_t d : types)
       allowed += (allowed.empty() ? "" : " or ") + std::string(dataTypeName(d));
-    return std::string(name) + " is " + dataTypeName(t->datatype) + ", expected " + allowed;
+    const std::string found = type_value >= 0 && type_value < ncclNumTypes
+                                  ? dataTypeName(static_cast<ncclDataType_t>(type_value))
+                                  : "datatype " + std::to_string(type_value);
+    return std::string(name) + " is " + found + ", expected " + allowed;
   }
   if (ndim > 0 && t->sizes == nullptr) return std::string(name) + ".sizes is NULL";
   bool empty = false;

@@ -46,16 +46,16 @@ size_t elementBytes(ncclDataType_t t) {
 
 }  // namespace
 
-ncclResult_t tensorAlloc(ncclEpTensor_t** tensor, int ndim, ncclDataType_t datatype,
-                         const size_t* sizes, const ncclEpTensorAllocConfig_t* config) {
+ncclResult_t tensorAlloc(ncclEpTensor_t** tensor, int ndim, int type_value, const size_t* sizes,
+                         const ncclEpTensorAllocConfig_t* config) {
   if (tensor == nullptr) return fail(nullptr, ncclInvalidArgument, "tensor (the output pointer) is NULL");
   *tensor = nullptr;
   if (ndim < 1 || ndim > kMaxDims)
     return fail(nullptr, ncclInvalidArgument,
                 "ndim (" + std::to_string(ndim) + ") must be in [1, " + std::to_string(kMaxDims) + "]");
-  int type_value;
-  std::memcpy(&type_value, &datatype, sizeof(type_value));
-  const size_t element = type_value >= 0 && type_value < ncclNumTypes ? elementBytes(datatype) : 0;
+  const bool known = type_value >= 0 && type_value < ncclNumTypes;
+  const ncclDataType_t datatype = known ? static_cast<ncclDataType_t>(type_value) : ncclInt8;
+  const size_t element = known ? elementBytes(datatype) : 0;
   if (element == 0)
     return fail(nullptr, ncclInvalidArgument,
                 "datatype (" + std::to_string(type_value) + ") is not an NCCL data type");
