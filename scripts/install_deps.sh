@@ -3,7 +3,7 @@
 set -euo pipefail
 need=()
 for pkg in cmake ninja-build g++ pkg-config libfabric-dev libibverbs-dev libhwloc-dev googletest \
-           libgtest-dev python3; do
+           libgtest-dev python3 python3-dev python3-venv; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -12,4 +12,15 @@ if [ ${#need[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || SUDO=sudo
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# Torch from PyPI (the same version as the device machine) in .venv, for the Python package and
+# its tests. EPYARD_SKIP_TORCH=1 skips it (the package is then not built).
+if [ "${EPYARD_SKIP_TORCH:-0}" != 1 ]; then
+  cd "$(dirname "$0")/.."
+  [ -x .venv/bin/python ] || python3 -m venv .venv
+  if ! .venv/bin/python -c "import torch, pytest" 2>/dev/null; then
+    echo "epyard: installing torch ${EPYARD_TORCH_VERSION:-2.11.0} and pytest into .venv (a few GB)"
+    .venv/bin/pip install -q --disable-pip-version-check "torch==${EPYARD_TORCH_VERSION:-2.11.0}" pytest
+  fi
 fi

@@ -1,0 +1,90 @@
+// ProcessGroupEpyard: the torch.distributed backend "epyard". Collectives go through NCCL (and
+// so through NCCL's net plugin, epyard's where NCCL_NET_PLUGIN=epyard) on a stream of the
+// group's own; every call returns a WorkEpyard. A watchdog thread aborts the communicators when
+// a call overruns the group's timeout or NCCL reports an asynchronous error, so waiting ranks
+// raise instead of hanging.
+#pragma once
+
+#include <torch/csrc/distributed/c10d/Backend.hpp>
+
+#include <condition_variable>
+#include <deque>
+#include <thread>
+
+#include "nccl_comms.hpp"
+#include "work.hpp"
+
+namespace epyard::c10d_backend {
+
+class ProcessGroupEpyard : public ::c10d::Backend {
+ public:
+  ProcessGroupEpyard(const c10::intrusive_ptr<::c10d::Store>& store, int rank, int size,
+                     std::chrono::milliseconds timeout);
+  ~ProcessGroupEpyard() override;
+
+  // The creator torch.distributed calls (Backend.register_backend).
+  static c10::intrusive_ptr<::c10d::Backend> create(const c10::intrusive_ptr<::c10d::Store>& store,
+                                                    int rank, int size,
+                                                    const std::chrono::duration<float>& timeout);
+
+  const std::string getBackendName() const override { return "epyard"; }
+
+  c10::intrusive_ptr<::c10d::Work> broadcast(std::vector<at::Tensor>& tensors,
+                                             const ::c10d::BroadcastOptions& opts) override;
+  c10::intrusive_ptr<::c10d::Work> allreduce(std::vector<at::Tensor>& tensors,
+                                             const ::c10d::AllreduceOptions& opts) override;
+  c10::intrusive_ptr<::c10d::Work> reduce(std::vector<at::Tensor>& tensors,
+                                          const ::c10d::ReduceOptions& opts) override;
+  c10::intrusive_ptr<::c10d::Work> allgather(std::vector<std::vector<at::Tensor>>& outputs,
+                                             std::vector<at::Tensor>& inputs,
+                                             const ::c10d::AllgatherOptions& opts) override;
+  c10::intrusive_ptr<::c10d::Work> _allgather_base(at::Tensor& output, at::Tensor& input,
+                                                   const ::c10d::AllgatherOptions& opts) override;
+  c10::intrusive_ptr<::c10d::Work> allgather_into_tensor_coalesced(
+      std::vector<at::Tensor>& outputs, std::vector<at::Tensor>& inputs,
+      const ::c10d::AllgatherOptions& opts) override;
+  c10::intrusive_ptr<::c10d::Work> reduce_scatter(std::vector<at::Tensor>& outputs,
+                                                  std::vector<std::vector<at::Tensor>>& inputs,
+                                                  const ::c10d::ReduceScatterOptions& opts) override;
+  c10::intrusive_ptr<::c10d::Work> _reduce_scatter_base(
+      at::Tensor& output, at::Tensor& input, const ::c10d::ReduceScatterOptions& opts) override;
+  c10::intrusive_ptr<::c10d::Work> reduce_scatter_tensor_coalesced(
+      std::vector<at::Tensor>& outputs, std::vector<at::Tensor>& inputs,
+      const ::c10d::ReduceScatterOptions& opts) override;
+  c10::intrusive_ptr<::c10d::Work> alltoall_base(at::Tensor& output, at::Tensor& input,
+                                                 std::vector<int64_t>& output_splits,
+                                                 std::vector<int64_t>& input_splits,
+                                                 const ::c10d::AllToAllOptions& opts) override;
+  c10::intrusive_ptr<::c10d::Work> alltoall(std::vector<at::Tensor>& outputs,
+                                            std::vector<at::Tensor>& inputs,
+                                            const ::c10d::AllToAllOptions& opts) override;
+  c10::intrusive_ptr<::c10d::Work> send(std::vector<at::Tensor>& tensors, int dst_rank,
+                                        int tag) override;
+  c10::intrusive_ptr<::c10d::Work> recv(std::vector<at::Tensor>& tensors, int src_rank,
+                                        int tag) override;
+  c10::intrusive_ptr<::c10d::Work> barrier(const ::c10d::BarrierOptions& opts) override;
+
+  // The NCCL communicator of `device` (the EP module builds its groups on it).
+  ncclComm_t commFor(c10::DeviceIndex device) { return comms_.get(device)->comm; }
+  void abort() override { comms_.abortAll("aborted by the application"); }
+
+ private:
+  using Launch = std::function<void(ncclComm_t, cudaStream_t)>;
+  // Checks the tensors, orders the group's stream after the caller's current stream, runs
+  // `launch`, and returns the Work covering it.
+  c10::intrusive_ptr<::c10d::Work> run(::c10d::OpType type, const char* name,
+                                       std::vector<at::Tensor> outputs,
+                                       std::vector<at::Tensor> inputs, const Launch& launch,
+                                       bool blocking = false);
+  void watch();
+
+  std::chrono::milliseconds timeout_;
+  NcclComms comms_;
+  std::mutex works_mu_;
+  std::deque<c10::intrusive_ptr<WorkEpyard>> works_;  // not yet completed, oldest first
+  std::thread watchdog_;
+  std::condition_variable stop_cv_;
+  bool stop_ = false;
+};
+
+}  // namespace epyard::c10d_backend

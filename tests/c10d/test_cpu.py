@@ -1,0 +1,63 @@
+"""CPU-side checks of the epyard torch backend (CI: no GPU). The package must import, register
+backend "epyard" for CUDA, let process groups be created with it (alone or beside gloo), and
+answer wrong use with errors that name the problem."""
+import datetime
+import os
+import tempfile
+
+import pytest
+import torch
+import torch.distributed as dist
+
+import epyard
+
+
+def _init(backend):
+    store = dist.FileStore(tempfile.mktemp(prefix="epyard-store-"), 1)
+    dist.init_process_group(backend, store=store, rank=0, world_size=1,
+                            timeout=datetime.timedelta(seconds=30))
+
+
+@pytest.fixture
+def group():
+    yield
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def test_registered_for_cuda():
+    assert "epyard" in dist.Backend.backend_list
+    assert dist.Backend.backend_capability["epyard"] == ["cuda"]
+    assert epyard.nccl_version() >= 22807
+
+
+def test_beside_gloo(group):
+    _init("cpu:gloo,cuda:epyard")
+    t = torch.ones(4)
+    dist.all_reduce(t)  # CPU tensor: gloo's part of the group
+    assert t.tolist() == [1.0] * 4
+    assert dist.get_backend() == "cpu:gloo,cuda:epyard"
+
+
+def test_alone_and_new_group(group):
+    _init("epyard")
+    sub = dist.new_group(backend="epyard")
+    assert dist.get_backend(sub) == "epyard"
+
+
+def _epyard_backend():
+    return dist.distributed_c10d._get_default_group()._get_backend(torch.device("cuda"))
+
+
+def test_cpu_tensor_is_refused_by_name(group):
+    _init("cpu:gloo,cuda:epyard")
+    backend = _epyard_backend()
+    with pytest.raises(RuntimeError, match="handles CUDA tensors"):
+        backend.allreduce([torch.ones(2)])
+
+
+def test_unsupported_collective_is_named(group):
+    _init("cpu:gloo,cuda:epyard")
+    backend = _epyard_backend()
+    with pytest.raises(RuntimeError, match="gather"):
+        backend.gather([[torch.ones(2)]], [torch.ones(2)])

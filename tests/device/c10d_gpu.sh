@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Builds the epyard Python package against the device's torch (/opt/torch/.venv) and runs its GPU
+# checks with torchrun: every collective against ProcessGroupNCCL, DDP, errors (all GPUs, then
+# 2), and a dead rank. Usage (inside a `device` run, repo root): bash tests/device/c10d_gpu.sh
+# Carry .deps. Logs in $OUT.
+set -u
+OUT=${OUT:-/tmp/epyard-out}
+mkdir -p "$OUT"
+cd "$(dirname "$0")/../.."
+source tests/device/env.sh
+log() { echo "== $*" | tee -a "$OUT/summary.txt"; }
+lf=.deps/libfabric
+[ -f "$lf/usr/include/rdma/fabric.h" ] || { mkdir -p "$lf" && dpkg -x .deps/libfabric-dev_*.deb "$lf"; }
+export EPYARD_LIBFABRIC_INCLUDE=$PWD/$lf/usr/include
+PY=/opt/torch/.venv/bin/python
+cmake -S . -B build-py -G Ninja -DCMAKE_BUILD_TYPE=Release -DEPYARD_WERROR=OFF -DEPYARD_BUILD_TESTS=OFF \
+  -DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc -DPython3_EXECUTABLE=$PY >"$OUT/build_py.log" 2>&1 &&
+  ninja -C build-py epyard_torch >>"$OUT/build_py.log" 2>&1 || { log "build failed"; tail -30 "$OUT/build_py.log"; exit 1; }
+log "build ok"
+export PYTHONPATH=$PWD/build-py/python
+ngpu=$(nvidia-smi -L | wc -l)
+for n in $ngpu 2; do
+  log "gpu_collectives.py on $n ranks"
+  timeout 300 $PY -m torch.distributed.run --nproc-per-node "$n" tests/c10d/gpu_collectives.py \
+    >"$OUT/c10d_r$n.log" 2>&1; log "exit $?"
+  grep -a -E "PASS|FAIL|Error" "$OUT/c10d_r$n.log" | sort | uniq -c | head -20 | tee -a "$OUT/summary.txt"
+done
+log "gpu_dead_rank.py on 2 ranks"
+timeout 120 $PY -m torch.distributed.run --nproc-per-node 2 tests/c10d/gpu_dead_rank.py >"$OUT/c10d_dead.log" 2>&1
+grep -a -E "PASS|FAIL|exiting" "$OUT/c10d_dead.log" | tee -a "$OUT/summary.txt"
+log done
