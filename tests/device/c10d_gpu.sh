@@ -4,14 +4,7 @@
 # 2), and a dead rank. Usage (inside a `device` run, repo root): bash tests/device/c10d_gpu.sh
 # Carry .deps. Logs in $OUT.
 set -u
-OUT=${OUT:-/tmp/epyard-out}
-mkdir -p "$OUT"
-cd "$(dirname "$0")/../.."
-source tests/device/env.sh
-log() { echo "== $*" | tee -a "$OUT/summary.txt"; }
-lf=.deps/libfabric
-[ -f "$lf/usr/include/rdma/fabric.h" ] || { mkdir -p "$lf" && dpkg -x .deps/libfabric-dev_*.deb "$lf"; }
-export EPYARD_LIBFABRIC_INCLUDE=$PWD/$lf/usr/include
+source "$(dirname "$0")/common.sh"
 PY=/opt/torch/.venv/bin/python
 cmake -S . -B build-py -G Ninja -DCMAKE_BUILD_TYPE=Release -DEPYARD_WERROR=OFF -DEPYARD_BUILD_TESTS=OFF \
   -DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc -DPython3_EXECUTABLE=$PY >"$OUT/build_py.log" 2>&1 &&

@@ -8,17 +8,7 @@
 # Carry .deps (Debian's libfabric-dev .deb; the top-level CMake wants libfabric headers).
 # Logs and a summary land in $OUT (or /tmp/epyard-out).
 set -u
-OUT=${OUT:-/tmp/epyard-out}
-mkdir -p "$OUT"
-cd "$(dirname "$0")/../.."
-source tests/device/env.sh
-log() { echo "== $*" | tee -a "$OUT/summary.txt"; }
-
-lf=.deps/libfabric
-if [ ! -f "$lf/usr/include/rdma/fabric.h" ]; then
-  mkdir -p "$lf" && dpkg -x .deps/libfabric-dev_*.deb "$lf" || { log "no libfabric-dev .deb in .deps"; exit 1; }
-fi
-export EPYARD_LIBFABRIC_INCLUDE=$PWD/$lf/usr/include
+source "$(dirname "$0")/common.sh"
 [ -f "$EPYARD_NCCL_HOME/include/nccl_device.h" ] || log "WARNING: NCCL's nccl_device.h is missing under $EPYARD_NCCL_HOME/include"
 log "GPUs: $(nvidia-smi -L | wc -l); $(nvidia-smi -L | head -1)"
 start=$(date +%s)

@@ -6,17 +6,7 @@
 # Carry .deps (Debian's libfabric-dev .deb: the device has libfabric's runtime, no headers).
 # Logs and a summary land in $OUT (or /tmp/epyard-out).
 set -u
-OUT=${OUT:-/tmp/epyard-out}
-mkdir -p "$OUT"
-cd "$(dirname "$0")/../.."
-source tests/device/env.sh
-log() { echo "== $*" | tee -a "$OUT/summary.txt"; }
-
-lf=.deps/libfabric
-if [ ! -f "$lf/usr/include/rdma/fabric.h" ]; then
-  mkdir -p "$lf" && dpkg -x .deps/libfabric-dev_*.deb "$lf" || { log "no libfabric-dev .deb in .deps"; exit 1; }
-fi
-export EPYARD_LIBFABRIC_INCLUDE=$PWD/$lf/usr/include
+source "$(dirname "$0")/common.sh"
 log "GPUs: $(nvidia-smi -L | wc -l); $(nvidia-smi -L | head -1)"
 cmake -S . -B build-dev -G Ninja -DCMAKE_BUILD_TYPE=Release -DEPYARD_WERROR=OFF \
   -DCUDAToolkit_ROOT=/usr/local/cuda >"$OUT/build.log" 2>&1 &&
