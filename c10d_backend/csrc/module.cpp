@@ -2,6 +2,7 @@
 #include <pybind11/chrono.h>
 #include <torch/csrc/utils/pybind.h>
 
+#include "ep_ops.hpp"
 #include "process_group.hpp"
 
 PYBIND11_MODULE(_C, m) {
@@ -9,6 +10,10 @@ PYBIND11_MODULE(_C, m) {
   m.def("create_backend", &epyard::c10d_backend::ProcessGroupEpyard::create, pybind11::arg("store"),
         pybind11::arg("rank"), pybind11::arg("size"), pybind11::arg("timeout"),
         "Creates the epyard backend of a process group (called by torch.distributed).");
+  m.def("ep_group_create", &epyard::c10d_backend::epGroupCreate);
+  m.def("ep_group_destroy", &epyard::c10d_backend::epGroupDestroy);
+  m.def("ep_handle_create", &epyard::c10d_backend::epHandleCreate);
+  m.def("ep_handle_destroy", &epyard::c10d_backend::epHandleDestroy);
   m.def("nccl_version", [] {
     int v = 0;
     ncclGetVersion(&v);

@@ -61,3 +61,25 @@ def test_unsupported_collective_is_named(group):
     backend = _epyard_backend()
     with pytest.raises(RuntimeError, match="gather"):
         backend.gather([[torch.ones(2)]], [torch.ones(2)])
+
+
+def test_ep_ops_are_registered_with_meta_kernels():
+    import epyard.ep  # noqa: F401
+    for name in ("ep_update", "ep_dispatch", "ep_combine", "ep_complete"):
+        assert hasattr(torch.ops.epyard, name)
+    # The Meta kernel accepts the op on meta tensors (what torch.compile traces with).
+    x = torch.empty(4, 128, dtype=torch.bfloat16, device="meta")
+    out = torch.empty(4, 128, dtype=torch.bfloat16, device="meta")
+    torch.ops.epyard.ep_combine(0, x, None, out, False)
+
+
+def test_ep_modes_not_available_raise(group):
+    _init("cpu:gloo,cuda:epyard")
+    with pytest.raises(NotImplementedError, match="high_throughput"):
+        epyard.ep.Group(num_experts=8, max_tokens_per_rank=16, hidden=128, algorithm="high_throughput")
+
+
+def test_ep_needs_cuda_or_an_epyard_group(group):
+    _init("gloo")
+    with pytest.raises((RuntimeError, ValueError), match="CUDA|epyard"):
+        epyard.ep.Group(num_experts=8, max_tokens_per_rank=16, hidden=128)

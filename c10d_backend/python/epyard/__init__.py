@@ -12,8 +12,9 @@ import torch
 import torch.distributed as dist
 
 from . import _C
+from . import ep  # noqa: E402  (EP dispatch/combine for torch tensors)
 
-__all__ = ["BACKEND_NAME", "nccl_version"]
+__all__ = ["BACKEND_NAME", "nccl_version", "ep"]
 
 BACKEND_NAME = "epyard"
 
@@ -24,8 +25,6 @@ def nccl_version():
 
 
 def _register():
-    if BACKEND_NAME.upper() in dist.Backend.__members__ if hasattr(dist.Backend, "__members__") else False:
-        return
     if getattr(dist.Backend, BACKEND_NAME.upper(), None) is not None:
         return  # already registered (module imported twice under different names)
     dist.Backend.register_backend(BACKEND_NAME, _C.create_backend, devices=["cuda"])

@@ -1,0 +1,180 @@
+// EP from torch: epyard._C functions that create EP groups and handles on an epyard process
+// group's communicator, and torch.library ops (epyard::ep_update / ep_dispatch / ep_combine /
+// ep_complete) that run the C API on the current CUDA stream, so torch.compile can trace them
+// (Meta kernels are registered in epyard/ep.py) and CUDA graphs capture them. Outputs are
+// allocated by the Python API and passed in as mutated arguments.
+#include <ATen/cuda/CUDAContext.h>
+#include <torch/library.h>
+
+#include <nccl_ep.h>
+
+#include "ep_ops.hpp"
+#include "process_group.hpp"
+
+namespace epyard::c10d_backend {
+namespace {
+
+ncclDataType_t epType(const at::Tensor& t, const char* name) {
+  switch (t.scalar_type()) {
+    case at::kBFloat16: return ncclBfloat16;
+    case at::kFloat8_e4m3fn: return ncclFloat8e4m3;
+    case at::kFloat: return ncclFloat32;
+    case at::kInt: return ncclInt32;
+    case at::kLong: return ncclInt64;
+    case at::kByte: return ncclUint8;
+    default:
+      TORCH_CHECK(false, "epyard EP: ", name, " has dtype ", t.scalar_type(),
+                  " (EP takes bfloat16, float8_e4m3fn, float32, int32, int64, uint8)");
+  }
+}
+
+// An ncclEpTensor_t view of a torch tensor (the sizes live in the object).
+struct EpTensor {
+  ncclEpTensor_t t = NCCL_EP_TENSOR_INIT;
+  std::vector<size_t> sizes;
+  EpTensor(const at::Tensor& x, const char* name) {
+    TORCH_CHECK(x.is_cuda(), "epyard EP: ", name, " must be a CUDA tensor, got ", x.device());
+    TORCH_CHECK(x.is_contiguous(), "epyard EP: ", name, " must be contiguous");
+    for (int64_t s : x.sizes()) sizes.push_back(static_cast<size_t>(s));
+    t.ndim = static_cast<int>(x.dim());
+    t.datatype = epType(x, name);
+    t.data = x.data_ptr();
+    t.sizes = sizes.data();
+  }
+};
+
+ncclEpGroup_t groupOf(int64_t id) { return reinterpret_cast<ncclEpGroup_t>(id); }
+ncclEpHandle_t handleOf(int64_t id) { return reinterpret_cast<ncclEpHandle_t>(id); }
+
+void check(ncclResult_t r, ncclEpGroup_t g, const char* call) {
+  TORCH_CHECK(r == ncclSuccess, "epyard EP: ", call, " failed (", ncclGetErrorString(r), "): ",
+              ncclEpGetLastError(g));
+}
+
+// `state` is a small tensor standing for the handle's routing: update writes it and dispatch
+// reads it, so graph tracers keep the two in order.
+void epUpdate(int64_t handle, const at::Tensor& topk_idx, const at::Tensor& state) {
+  (void)state;
+  EpTensor idx(topk_idx, "topk_idx");
+  check(ncclEpUpdateHandle(handleOf(handle), &idx.t, nullptr, at::cuda::getCurrentCUDAStream()),
+        nullptr, "ncclEpUpdateHandle");
+}
+
+void epDispatch(int64_t handle, const at::Tensor& state, const at::Tensor& x,
+                const std::optional<at::Tensor>& topk_weights,
+                const at::Tensor& out_tokens, const std::optional<at::Tensor>& out_scales,
+                const std::optional<at::Tensor>& out_topk_idx,
+                const std::optional<at::Tensor>& out_topk_weights, const at::Tensor& expert_counters,
+                const at::Tensor& src_rank_counters, const at::Tensor& expert_offsets,
+                const at::Tensor& recv_total, bool round_scales, bool send_only) {
+  (void)state;
+  EpTensor xt(x, "x"), ot(out_tokens, "out_tokens"), ec(expert_counters, "expert_counters"),
+      sc(src_rank_counters, "src_rank_counters"), eo(expert_offsets, "expert_offsets"),
+      rt(recv_total, "recv_total");
+  std::optional<EpTensor> w, os, oi, ow;
+  if (topk_weights) w.emplace(*topk_weights, "topk_weights");
+  if (out_scales) os.emplace(*out_scales, "out_scales");
+  if (out_topk_idx) oi.emplace(*out_topk_idx, "out_topk_idx");
+  if (out_topk_weights) ow.emplace(*out_topk_weights, "out_topk_weights");
+  ncclEpDispatchInputs_t in = NCCL_EP_DISPATCH_INPUTS_INIT;
+  in.tokens = &xt.t;
+  in.topk_weights = w ? &w->t : nullptr;
+  ncclEpDispatchOutputs_t out = NCCL_EP_DISPATCH_OUTPUTS_INIT;
+  out.tokens = &ot.t;
+  out.scales = os ? &os->t : nullptr;
+  out.topk_idx = oi ? &oi->t : nullptr;
+  out.topk_weights = ow ? &ow->t : nullptr;
+  ncclEpLayoutInfo_t info = NCCL_EP_LAYOUT_INFO_INIT;
+  info.expert_counters = &ec.t;
+  info.src_rank_counters = &sc.t;
+  info.expert_offsets = &eo.t;
+  info.recv_total_counter = &rt.t;
+  ncclEpDispatchConfig_t cfg = NCCL_EP_DISPATCH_CONFIG_INIT;
+  cfg.round_scales = round_scales;
+  cfg.send_only = send_only;
+  check(ncclEpDispatch(handleOf(handle), &in, &out, &info, &cfg, at::cuda::getCurrentCUDAStream()),
+        nullptr, "ncclEpDispatch");
+}
+
+void epCombine(int64_t handle, const at::Tensor& x, const std::optional<at::Tensor>& topk_weights,
+               const at::Tensor& out, bool send_only) {
+  EpTensor xt(x, "x"), ot(out, "out");
+  std::optional<EpTensor> w;
+  if (topk_weights) w.emplace(*topk_weights, "topk_weights");
+  ncclEpCombineInputs_t in = NCCL_EP_COMBINE_INPUTS_INIT;
+  in.tokens = &xt.t;
+  in.topk_weights = w ? &w->t : nullptr;
+  ncclEpCombineOutputs_t o = NCCL_EP_COMBINE_OUTPUTS_INIT;
+  o.tokens = &ot.t;
+  ncclEpCombineConfig_t cfg = NCCL_EP_COMBINE_CONFIG_INIT;
+  cfg.send_only = send_only;
+  check(ncclEpCombine(handleOf(handle), &in, &o, &cfg, at::cuda::getCurrentCUDAStream()), nullptr,
+        "ncclEpCombine");
+}
+
+void epComplete(int64_t handle, const at::Tensor& stream_anchor) {
+  (void)stream_anchor;  // carries the device for dispatch; the op works on the handle
+  check(ncclEpComplete(handleOf(handle), nullptr, at::cuda::getCurrentCUDAStream()), nullptr,
+        "ncclEpComplete");
+}
+
+}  // namespace
+
+int64_t epGroupCreate(const c10::intrusive_ptr<::c10d::Backend>& backend, int64_t device,
+                      int64_t num_experts, int64_t max_tokens, int64_t max_token_bytes,
+                      bool enable_mask, int64_t timeout_ms, int64_t max_num_sms) {
+  auto* pg = dynamic_cast<ProcessGroupEpyard*>(backend.get());
+  TORCH_CHECK(pg != nullptr, "epyard EP: the process group's CUDA backend is '",
+              backend->getBackendName(), "'; EP groups need one created with backend 'epyard' "
+              "(e.g. dist.new_group(backend=\"epyard\"))");
+  TORCH_CHECK(num_experts > 0 && max_tokens > 0 && max_token_bytes > 0,
+              "epyard EP: num_experts, max_tokens_per_rank and hidden must be positive");
+  ncclComm_t comm = pg->commFor(static_cast<c10::DeviceIndex>(device));
+  ncclEpGroupConfig_t cfg = NCCL_EP_GROUP_CONFIG_INIT;
+  cfg.num_experts = static_cast<unsigned>(num_experts);
+  cfg.max_dispatch_tokens_per_rank = static_cast<unsigned>(max_tokens);
+  cfg.max_token_bytes = static_cast<unsigned>(max_token_bytes);
+  cfg.enable_mask = enable_mask ? 1 : 0;
+  cfg.timeout_ns = static_cast<uint64_t>(timeout_ms) * 1000000ull;
+  cfg.max_num_sms = static_cast<unsigned>(max_num_sms);
+  ncclEpGroup_t g = nullptr;
+  check(ncclEpCreateGroup(&g, comm, &cfg), nullptr, "ncclEpCreateGroup");
+  return reinterpret_cast<int64_t>(g);
+}
+
+void epGroupDestroy(int64_t group) {
+  check(ncclEpGroupDestroy(groupOf(group)), groupOf(group), "ncclEpGroupDestroy");
+}
+
+int64_t epHandleCreate(int64_t group, bool rank_major, int64_t top_k) {
+  ncclEpHandle_t h = nullptr;
+  check(ncclEpInitHandle(&h, groupOf(group),
+                         rank_major ? NCCL_EP_LAYOUT_RANK_MAJOR : NCCL_EP_LAYOUT_EXPERT_MAJOR,
+                         nullptr, static_cast<int>(top_k), nullptr),
+        groupOf(group), "ncclEpInitHandle");
+  return reinterpret_cast<int64_t>(h);
+}
+
+void epHandleDestroy(int64_t handle) {
+  check(ncclEpHandleDestroy(handleOf(handle)), nullptr, "ncclEpHandleDestroy");
+}
+
+}  // namespace epyard::c10d_backend
+
+TORCH_LIBRARY(epyard, m) {
+  m.def("ep_update(int handle, Tensor topk_idx, Tensor(a!) state) -> ()");
+  m.def(
+      "ep_dispatch(int handle, Tensor state, Tensor x, Tensor? topk_weights, Tensor(a!) out_tokens, "
+      "Tensor(b!)? out_scales, Tensor(c!)? out_topk_idx, Tensor(d!)? out_topk_weights, "
+      "Tensor(e!) expert_counters, Tensor(f!) src_rank_counters, Tensor(g!) expert_offsets, "
+      "Tensor(h!) recv_total, bool round_scales, bool send_only) -> ()");
+  m.def("ep_combine(int handle, Tensor x, Tensor? topk_weights, Tensor(a!) out, bool send_only) -> ()");
+  m.def("ep_complete(int handle, Tensor(a!) anchor) -> ()");
+}
+
+TORCH_LIBRARY_IMPL(epyard, CUDA, m) {
+  m.impl("ep_update", &epyard::c10d_backend::epUpdate);
+  m.impl("ep_dispatch", &epyard::c10d_backend::epDispatch);
+  m.impl("ep_combine", &epyard::c10d_backend::epCombine);
+  m.impl("ep_complete", &epyard::c10d_backend::epComplete);
+}
