@@ -3,6 +3,10 @@
 #include <torch/csrc/utils/pybind.h>
 
 #include "ep_ops.hpp"
+
+namespace epyard::c10d_backend {
+void bindReference(pybind11::module& m);
+}
 #include "process_group.hpp"
 
 PYBIND11_MODULE(_C, m) {
@@ -14,6 +18,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("ep_group_destroy", &epyard::c10d_backend::epGroupDestroy);
   m.def("ep_handle_create", &epyard::c10d_backend::epHandleCreate);
   m.def("ep_handle_destroy", &epyard::c10d_backend::epHandleDestroy);
+  epyard::c10d_backend::bindReference(m);
   m.def("nccl_version", [] {
     int v = 0;
     ncclGetVersion(&v);

@@ -83,3 +83,26 @@ def test_ep_needs_cuda_or_an_epyard_group(group):
     _init("gloo")
     with pytest.raises((RuntimeError, ValueError), match="CUDA|epyard"):
         epyard.ep.Group(num_experts=8, max_tokens_per_rank=16, hidden=128)
+
+
+def test_reference_is_bound_and_places_rows():
+    # 2 ranks, 4 experts, 3 tokens each, hidden 128, top-2; rank r's token t names experts t, t+1.
+    from epyard import _C
+    routings = []
+    for r in range(2):
+        x = torch.full((3, 128), 0, dtype=torch.bfloat16)
+        x[:, 0] = r
+        x[:, 1] = torch.arange(3, dtype=torch.bfloat16)
+        idx = torch.tensor([[t, t + 1] for t in range(3)], dtype=torch.int64)
+        routings.append([x.view(torch.int16), idx, torch.full((3, 2), 0.5)])
+    out = _C.ep_reference_dispatch(2, 4, 3, 128, 2, routings, False, False, False, [])
+    # Expert 1 (rank 0, local 1) gets token 0 (slot 1) and token 1 (slot 0) from each rank.
+    assert out[0]["expert_counters"].tolist() == [2, 4]
+    assert out[1]["expert_counters"].tolist() == [4, 2]
+    rows = out[0]["tokens"].view(torch.bfloat16).view(2, 2 * 3, 128)
+    assert rows[1, 0, 0].item() == 0 and rows[1, 2, 0].item() == 1, "rank 0's rows first"
+    comb = _C.ep_reference_combine(2, 4, 3, 128, 2, routings, False,
+                                   [o["tokens"] for o in out], [])
+    # Identity experts, weights 0.5 + 0.5: each token comes back as itself.
+    for r in range(2):
+        assert torch.equal(comb[r].view(torch.bfloat16).view(3, 128), routings[r][0].view(torch.bfloat16))

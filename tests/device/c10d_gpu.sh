@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the epyard Python package against the device's torch (/opt/torch/.venv) and runs its GPU
-# checks with torchrun: every collective against ProcessGroupNCCL, DDP, errors (all GPUs, then
-# 2), and a dead rank. Usage (inside a `device` run, repo root): bash tests/device/c10d_gpu.sh
+# checks with torchrun: every collective against ProcessGroupNCCL, DDP, errors, epyard.ep against
+# the CPU reference with graph replay and torch.compile (all GPUs, then 2), and a dead rank. Usage (inside a `device` run, repo root): bash tests/device/c10d_gpu.sh
 # Carry .deps. Logs in $OUT.
 set -u
 source "$(dirname "$0")/common.sh"
@@ -17,6 +17,12 @@ for n in $ngpu 2; do
   timeout 300 $PY -m torch.distributed.run --nproc-per-node "$n" tests/c10d/gpu_collectives.py \
     >"$OUT/c10d_r$n.log" 2>&1; log "exit $?"
   grep -a -E "PASS|FAIL|Error" "$OUT/c10d_r$n.log" | sort | uniq -c | head -20 | tee -a "$OUT/summary.txt"
+done
+for n in $ngpu 2; do
+  log "gpu_ep.py on $n ranks"
+  timeout 300 $PY -m torch.distributed.run --nproc-per-node "$n" tests/c10d/gpu_ep.py >"$OUT/c10d_ep_r$n.log" 2>&1
+  log "exit $?"
+  grep -a -E "PASS|FAIL|Error" "$OUT/c10d_ep_r$n.log" | sort | uniq -c | head -20 | tee -a "$OUT/summary.txt"
 done
 log "gpu_dead_rank.py on 2 ranks"
 timeout 120 $PY -m torch.distributed.run --nproc-per-node 2 tests/c10d/gpu_dead_rank.py >"$OUT/c10d_dead.log" 2>&1
