@@ -1,4 +1,4 @@
-// Verbs device selection without hardware: the NCCL_IB_HCA-style filter, port speeds from the
+// Verbs transport pieces that need no hardware: device selection (the NCCL_IB_HCA-style filter,
 // width/speed codes, and scanning fake sysfs trees (devices, ports, PCI path, GUID).
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -9,6 +9,7 @@
 #include <string>
 
 #include "verbs/devices.h"
+#include "verbs/loader.h"
 
 namespace epyard::net::verbs {
 namespace {
@@ -143,6 +144,33 @@ TEST_F(FakeSysfs, SelectionKeepsActivePortsTheFilterAccepts) {
 }
 
 TEST(Sysfs, MissingTreeGivesNoDevices) { EXPECT_TRUE(scanSysfs("/nonexistent-epyard").empty()); }
+
+}  // namespace
+}  // namespace epyard::net::verbs
+
+namespace epyard::net::verbs {
+namespace {
+
+// libibverbs is installed on the CI machines (libibverbs-dev) but there is no RDMA device.
+TEST(VerbsLoader, LoadsLibibverbsAndListsDevices) {
+  std::string why;
+  const VerbsApi* api = loadVerbs("libibverbs.so.1", &why);
+  ASSERT_NE(api, nullptr) << why;
+  int n = -1;
+  struct ibv_device** list = api->get_device_list(&n);
+  EXPECT_GE(n, 0);
+  if (list != nullptr) api->free_device_list(list);
+  EXPECT_EQ(loadVerbs("libibverbs.so.1", &why), api) << "loaded once";
+}
+
+TEST(VerbsLoader, MissingLibraryIsAnErrorNotACrash) {
+  std::string why;
+  EXPECT_EQ(loadVerbs("libepyard-no-such-verbs.so.1", &why), nullptr);
+  EXPECT_NE(why.find("libepyard-no-such-verbs.so.1"), std::string::npos) << why;
+  // A library without the verbs symbols is refused by name too.
+  EXPECT_EQ(loadVerbs("libc.so.6", &why), nullptr);
+  EXPECT_NE(why.find("lacks ibv_"), std::string::npos) << why;
+}
 
 }  // namespace
 }  // namespace epyard::net::verbs
