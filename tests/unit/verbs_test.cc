@@ -1,5 +1,6 @@
 // Verbs transport pieces that need no hardware: device selection (the NCCL_IB_HCA-style filter,
-// width/speed codes, and scanning fake sysfs trees (devices, ports, PCI path, GUID).
+// port speeds from width/speed codes, scanning fake sysfs trees for devices, ports, PCI path and
+// GUID) and loading libibverbs with dlopen.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
