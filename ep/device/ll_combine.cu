@@ -12,8 +12,7 @@ __global__ void __launch_bounds__(kLlBlockThreads) llCombineKernel(LlCombineArgs
   const LlCommon& c = a.c;
   traceMark(c, 1, 0);
   __shared__ int s_mask[kLlMaxRanks];
-  for (int d = threadIdx.x; d < c.num_ranks; d += blockDim.x) s_mask[d] = isMasked(c, d) ? 1 : 0;
-  __syncthreads();
+  loadMask(c, s_mask);
   const bool send = a.phases & kPhaseSend, recv = a.phases & kPhaseRecv;
   const uint64_t seq = send ? c.state->comb_seq + 1 : c.h.seqs[1];
 

@@ -10,11 +10,6 @@
 namespace epyard::ep {
 namespace {
 
-__device__ inline void loadMask(const LlCommon& c, int* s_mask) {
-  for (int d = threadIdx.x; d < c.num_ranks; d += blockDim.x) s_mask[d] = isMasked(c, d) ? 1 : 0;
-  __syncthreads();
-}
-
 __global__ void __launch_bounds__(kLlBlockThreads) llDispatchKernel(LlDispatchArgs a) {
   const LlCommon& c = a.c;
   traceMark(c, 0, 0);

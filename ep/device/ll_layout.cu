@@ -4,6 +4,9 @@
 // thread per token. Per chunk of 32 tokens (a warp) and per expert (and per rank) a 32-bit mask
 // of the lanes that name it gives both the counts and each token's rank within its chunk.
 
+#include <atomic>
+#include <mutex>
+
 #include "device/ll_launch.h"
 #include "device/ll_sync.cuh"
 
@@ -115,10 +118,17 @@ cudaError_t launchLlLayout(const LlLayoutArgs& args, cudaStream_t stream) {
   const LlCommon& c = args.c;
   const int chunks = c.num_tokens > 0 ? (c.num_tokens + 31) / 32 : 1;
   const size_t smem = layoutSmemBytes(chunks, c.num_experts, c.num_ranks);
-  if (smem > 48 * 1024) {
-    cudaError_t e = cudaFuncSetAttribute(llLayoutKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         static_cast<int>(smem));
-    if (e != cudaSuccess) return e;
+  // Raised once to the largest size asked for, not on every update (this is the per-step path).
+  static std::mutex mu;
+  static std::atomic<size_t> allowed{48 * 1024};
+  if (smem > allowed.load()) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (smem > allowed.load()) {
+      cudaError_t e = cudaFuncSetAttribute(llLayoutKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           static_cast<int>(smem));
+      if (e != cudaSuccess) return e;
+      allowed.store(smem);
+    }
   }
   const int threads = c.num_tokens > 32 ? ((c.num_tokens + 31) / 32) * 32 : 32;
   llLayoutKernel<<<1, threads < 256 ? 256 : threads, smem, stream>>>(args);

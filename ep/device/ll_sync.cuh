@@ -41,6 +41,12 @@ __device__ __forceinline__ bool aborted(const LlCommon& c) {
   return *reinterpret_cast<volatile int32_t*>(&c.state->abort) != 0;
 }
 
+// Block-wide snapshot of the mask (branches around barriers must not see it change mid-way).
+__device__ inline void loadMask(const LlCommon& c, int* s_mask) {
+  for (int d = threadIdx.x; d < c.num_ranks; d += blockDim.x) s_mask[d] = isMasked(c, d) ? 1 : 0;
+  __syncthreads();
+}
+
 // Records the first fault of this group (later ones keep the first message) and makes every
 // block of every LL kernel stop waiting.
 __device__ inline void recordFault(const LlCommon& c, int fault, int what, int peer, uint64_t seq,
@@ -100,13 +106,6 @@ __device__ inline bool lastBlockToArrive(uint32_t* counter) {
   }
   __syncthreads();
   return last;
-}
-
-// 16-byte copies of `bytes` (a multiple of 16) by the threads of a block.
-__device__ __forceinline__ void copyBlock16(void* dst, const void* src, uint32_t bytes) {
-  const int4* s = static_cast<const int4*>(src);
-  int4* d = static_cast<int4*>(dst);
-  for (uint32_t i = threadIdx.x; i < bytes / 16; i += blockDim.x) d[i] = s[i];
 }
 
 // Phase timing (EPYARD_EP_TRACE builds): block 0 stamps mark `i` of op `kind`; the kernel's

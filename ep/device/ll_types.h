@@ -76,12 +76,10 @@ struct LlDeviceState {
 };
 
 enum LlArrival : int {
-  kArriveLayout = 0,
-  kArriveDispatchSend,
+  kArriveDispatchSend = 0,
   kArriveDispatchRecv,
   kArriveCombineSend,
   kArriveCombineRecv,
-  kArriveBarrier,
 };
 
 // What a failed wait or a bad routing entry leaves for ncclEpGetAsyncError (host-mapped

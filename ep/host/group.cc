@@ -230,7 +230,6 @@ ncclResult_t groupCreate(ncclEpGroup_t* out, ncclComm_t comm, const ncclEpGroupC
   auto* g = new ncclEpGroup();
   ncclResult_t r = createGroup(g, comm, config);
   if (r != ncclSuccess) {
-    fail(nullptr, r, g->last_error);  // the message outlives the half-built group
     releaseGroup(g);
     delete g;
     return r;

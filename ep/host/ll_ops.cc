@@ -2,6 +2,8 @@
 // against the handle's routing and the group's limits, then launch the kernel (both halves, or
 // only the sending half for send_only; ncclEpComplete launches the receiving half). Nothing here
 // synchronises with the host, so the calls can be captured in a CUDA graph.
+#include <cstring>
+
 #include "device/ll_launch.h"
 #include "host/api_check.h"
 #include "host/api_impl.h"
@@ -22,6 +24,20 @@ ncclResult_t checkHidden(ncclEpGroup_t g, const ncclEpTensor_t* t, const char* n
                     "; it must be a positive multiple of 128 with 2 x hidden <= "
                     "config.max_token_bytes (" + std::to_string(g->config.max_token_bytes) + ")");
   *hidden = h;
+  return ncclSuccess;
+}
+
+// A dispatch or combine config: optional; when given, a valid header and the forward pass.
+template <typename Config>
+ncclResult_t checkOpConfig(ncclEpGroup_t g, const Config* cfg) {
+  if (cfg == nullptr) return ncclSuccess;
+  EP_CHECK(checkArg(g, checkStruct(cfg, "config")));
+  int pass;  // read as an integer: an out-of-range value must not be loaded through the enum
+  std::memcpy(&pass, &cfg->pass_direction, sizeof(pass));
+  if (pass != NCCL_EP_FWD_PASS)
+    return fail(g, ncclInvalidArgument,
+                "config->pass_direction (" + std::to_string(pass) +
+                    ") applies to high-throughput mode only: use NCCL_EP_FWD_PASS");
   return ncclSuccess;
 }
 
@@ -86,13 +102,7 @@ ncclResult_t checkDispatch(ncclEpHandle_t h, const ncclEpDispatchInputs_t* in,
                 "outputs->topk_idx and outputs->topk_weights are rank-major outputs; in the "
                 "expert-major layout pass NULL (combine applies the weights)");
   }
-  if (cfg != nullptr) {
-    EP_CHECK(checkArg(g, checkStruct(cfg, "config")));
-    if (static_cast<int>(cfg->pass_direction) != NCCL_EP_FWD_PASS)
-      return fail(g, ncclInvalidArgument,
-                  "config->pass_direction applies to high-throughput mode only: use "
-                  "NCCL_EP_FWD_PASS");
-  }
+  EP_CHECK(checkOpConfig(g, cfg));
   a->hidden = static_cast<int32_t>(hidden);
   a->fp8 = fp8;
   a->round_scales = cfg != nullptr && cfg->round_scales;
@@ -132,13 +142,7 @@ ncclResult_t checkCombine(ncclEpHandle_t h, const ncclEpCombineInputs_t* in,
   if (out->topk_weights != nullptr)
     return fail(g, ncclInvalidArgument,
                 "outputs->topk_weights is a high-throughput backward-pass output: pass NULL");
-  if (cfg != nullptr) {
-    EP_CHECK(checkArg(g, checkStruct(cfg, "config")));
-    if (static_cast<int>(cfg->pass_direction) != NCCL_EP_FWD_PASS)
-      return fail(g, ncclInvalidArgument,
-                  "config->pass_direction applies to high-throughput mode only: use "
-                  "NCCL_EP_FWD_PASS");
-  }
+  EP_CHECK(checkOpConfig(g, cfg));
   a->hidden = static_cast<int32_t>(hidden);
   a->x = static_cast<const uint16_t*>(in->tokens->data);
   a->topk_weights = in->topk_weights ? static_cast<const float*>(in->topk_weights->data) : nullptr;

@@ -100,11 +100,20 @@ void Round::check(int rank, const char* what) {
     if (async != ncclSuccess) die("%s: asynchronous error: %s", what, ncclEpGetLastError(group));
   }
   const ref::LlDispatchResult& want = expected[rank];
-  std::string bad = compareCounters(want, o, *expert_counters, *src_counters, *offsets, *total);
+  std::string bad = compareCounters(want, *expert_counters, *src_counters, *offsets, *total);
   if (bad.empty())
     bad = compareDispatch(s, o, want, *out, scales.get(), out_topk.get(), out_weights.get());
   if (bad.empty()) bad = compareCombine(expected_combine, *comb_out);
   if (!bad.empty()) die("%s: %s", what, bad.c_str());
+}
+
+void Round::roundTrip(ncclEpHandle_t h, cudaStream_t st, int rank, uint64_t seed,
+                      const RoutingSpec& spec, const char* what) {
+  prepare(rank, seed, spec);
+  update(h, st);
+  dispatch(h, st);
+  combine(h, st);
+  check(rank, what);
 }
 
 uint64_t Round::hashOutputs(int rank) const {
@@ -141,13 +150,9 @@ void layouts(Ctx& c, const ref::LlShape& s, std::vector<ref::LlOptions> options,
     Round r(s, options[i], tokensOf(s, c.rank(), spec));
     ncclEpHandle_t h = makeHandle(g, r);
     for (int k = 0; k < rounds; ++k) {
-      r.prepare(c.rank(), 1000 * i + k + 17, spec);
-      r.update(h, c.stream);
-      r.dispatch(h, c.stream);
-      r.combine(h, c.stream);
       char what[128];
       std::snprintf(what, sizeof(what), "%s: option set %zu round %d", name, i, k);
-      r.check(c.rank(), what);
+      r.roundTrip(h, c.stream, c.rank(), 1000 * i + k + 17, spec, what);
     }
     EP_OK(ncclEpHandleDestroy(h), g);
   }

@@ -61,6 +61,9 @@ struct Round {
   void combine(ncclEpHandle_t h, cudaStream_t st, bool send_only = false, bool complete = true);
   // Compares everything with the reference; dies naming the case and the first difference.
   void check(int rank, const char* what);
+  // prepare + update + dispatch + combine (fused) + check.
+  void roundTrip(ncclEpHandle_t h, cudaStream_t st, int rank, uint64_t seed, const RoutingSpec& spec,
+                 const char* what);
   uint64_t hashOutputs(int rank) const;
 };
 

@@ -54,22 +54,14 @@ void caseMasks(Ctx& c) {
   EP_OK(ncclEpMaskQuery(g, static_cast<int*>(status.data), c.stream), g);
   CUDA_CHECK(cudaStreamSynchronize(c.stream));
   if (status.download<int32_t>() != m) die("masks: ncclEpMaskQuery does not return the mask just set");
-  r.prepare(c.rank(), 1100, RoutingSpec{});
-  r.update(h, c.stream);
-  r.dispatch(h, c.stream);
-  r.combine(h, c.stream);
-  r.check(c.rank(), "masks: last rank masked");
+  r.roundTrip(h, c.stream, c.rank(), 1100, RoutingSpec{}, "masks: last rank masked");
   EP_OK(ncclEpMaskClean(g, c.stream), g);
   EP_OK(ncclEpMaskQuery(g, static_cast<int*>(status.data), c.stream), g);
   CUDA_CHECK(cudaStreamSynchronize(c.stream));
   for (int32_t v : status.download<int32_t>())
     if (v != 0) die("masks: a rank is still masked after ncclEpMaskClean");
   r.o.masked.clear();
-  r.prepare(c.rank(), 1101, RoutingSpec{});
-  r.update(h, c.stream);
-  r.dispatch(h, c.stream);
-  r.combine(h, c.stream);
-  r.check(c.rank(), "masks: after ncclEpMaskClean");
+  r.roundTrip(h, c.stream, c.rank(), 1101, RoutingSpec{}, "masks: after ncclEpMaskClean");
   EP_OK(ncclEpHandleDestroy(h), g);
   EP_OK(ncclEpGroupDestroy(g), nullptr);
 }
@@ -159,11 +151,7 @@ void caseLifecycle(Ctx& c) {
     cfg->alloc.context = &counts;
   });
   ncclEpHandle_t h = makeHandle(g, r);
-  r.prepare(c.rank(), 1300, RoutingSpec{});
-  r.update(h, c.stream);
-  r.dispatch(h, c.stream);
-  r.combine(h, c.stream);
-  r.check(c.rank(), "lifecycle: group on the caller's allocator");
+  r.roundTrip(h, c.stream, c.rank(), 1300, RoutingSpec{}, "lifecycle: group on the caller's allocator");
   EP_OK(ncclEpHandleDestroy(h), g);
   EP_OK(ncclEpGroupDestroy(g), nullptr);
   if (counts.allocs < 3 || counts.allocs != counts.frees)

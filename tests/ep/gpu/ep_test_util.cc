@@ -186,7 +186,7 @@ std::string compareDispatch(const ref::LlShape& s, const ref::LlOptions& o,
   return "";
 }
 
-std::string compareCounters(const ref::LlDispatchResult& want, const ref::LlOptions& o,
+std::string compareCounters(const ref::LlDispatchResult& want,
                             const DevTensor& expert_counters, const DevTensor& src_counters,
                             const DevTensor& offsets, const DevTensor& total) {
   auto same = [](const char* name, const std::vector<int32_t>& got, const std::vector<int>& w) {

@@ -76,7 +76,7 @@ std::string compareDispatch(const ref::LlShape& s, const ref::LlOptions& o,
                             const ref::LlDispatchResult& want, const DevTensor& tokens,
                             const DevTensor* scales, const DevTensor* topk_idx,
                             const DevTensor* topk_weights);
-std::string compareCounters(const ref::LlDispatchResult& want, const ref::LlOptions& o,
+std::string compareCounters(const ref::LlDispatchResult& want,
                             const DevTensor& expert_counters, const DevTensor& src_counters,
                             const DevTensor& offsets, const DevTensor& total);
 std::string compareCombine(const std::vector<uint16_t>& want, const DevTensor& out);
