@@ -65,7 +65,6 @@ struct ncclEpHandle {
   int top_k = 0;
   void* mem = nullptr;
   bool owns_mem = false;
-  epyard::ep::LlHandleLayout layout{};
   epyard::ep::LlHandleDev dev{};
   int num_tokens = -1;       // set by ncclEpUpdateHandle
   bool dispatched = false;   // combine needs a finished dispatch

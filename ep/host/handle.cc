@@ -110,7 +110,6 @@ ncclResult_t handleInit(ncclEpHandle_t* out, ncclEpGroup_t g, ncclEpLayout_t lay
   h->top_k = num_topk;
   h->mem = mem;
   h->owns_mem = owns;
-  h->layout = hl;
   h->dev.topk = at<int32_t>(mem, hl.topk);
   h->dev.send_pos = at<int32_t>(mem, hl.send_pos);
   h->dev.dst_rank = at<int32_t>(mem, hl.dst_rank);
