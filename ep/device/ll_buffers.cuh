@@ -15,13 +15,14 @@ __device__ __forceinline__ uint64_t* perRankFlag(char* base, uint64_t region, in
   return reinterpret_cast<uint64_t*>(base + region) + src;
 }
 
-__device__ __forceinline__ int32_t* dispatchHeader(const LlCommon& c, char* base, int parity,
-                                                   int src) {
-  return reinterpret_cast<int32_t*>(base + c.buf.disp_headers +
-                                    static_cast<uint64_t>(parity * c.num_ranks + src) *
-                                        c.buf.header_bytes);
+// Source `src`'s per-expert counts as this rank holds them: tagged words, [0] its token count,
+// [1 + l] its tokens for local expert l.
+__device__ __forceinline__ uint64_t* dispatchHeader(const LlCommon& c, char* base, int parity,
+                                                    int src) {
+  return reinterpret_cast<uint64_t*>(base + c.buf.disp_headers +
+                                     static_cast<uint64_t>(parity * c.num_ranks + src) *
+                                         c.buf.header_bytes);
 }
-constexpr int kHeaderCountsAt = 4;  // int32 index of counts[0] (the token count sits at 0)
 
 __device__ __forceinline__ char* dispatchSlot(const LlCommon& c, char* base, int parity, int src,
                                               int slot) {
@@ -48,9 +49,10 @@ __device__ __forceinline__ uint64_t* combineRowFlag(const LlCommon& c, char* bas
   return reinterpret_cast<uint64_t*>(base + c.buf.comb_row_flags) + combineIndex(c, parity, token, col);
 }
 
-// Combine weights of source `src` as this rank holds them: [B][kLlMaxTopK] floats.
-__device__ __forceinline__ float* combineWeights(const LlCommon& c, char* base, int parity, int src) {
-  return reinterpret_cast<float*>(base + c.buf.comb_weights) +
+// Combine weights of source `src` as this rank holds them: [B][kLlMaxTopK] tagged words (float
+// bits).
+__device__ __forceinline__ uint64_t* combineWeights(const LlCommon& c, char* base, int parity, int src) {
+  return reinterpret_cast<uint64_t*>(base + c.buf.comb_weights) +
          static_cast<uint64_t>(parity * c.num_ranks + src) * c.max_tokens * kLlMaxTopK;
 }
 
@@ -66,23 +68,28 @@ __device__ __forceinline__ int segmentOf(const int* offsets, int n, int g) {
 
 // Waits for the credit to write half `seq & 1` of every unmasked peer's buffer: each has
 // acknowledged seq - 2 in that half's slot (one slot per half, so that staged ops completed
-// out of order never lower an acknowledgement). Threads 0..R-1 wait on one peer each.
-__device__ inline void waitCredits(const LlCommon& c, uint64_t acks_region, uint64_t seq,
+// out of order never lower an acknowledgement). Threads 0..R-1 wait on one peer each. False
+// (block-uniform) when a wait gave up: then nothing may be written.
+__device__ inline bool waitCredits(const LlCommon& c, uint64_t acks_region, KernelStart* st,
                                    int what) {
+  const uint64_t seq = st->seq;
   if (seq > 2) {
     for (int d = threadIdx.x; d < c.num_ranks; d += blockDim.x) {
-      if (isMasked(c, d)) continue;
-      waitFlag(c, flagIn(myBuffer(c), acks_region, static_cast<int>(seq & 1), c.num_ranks, d),
-               seq - 2, what, d, seq);
+      if (st->mask[d]) continue;
+      if (!waitFlag(c, flagIn(myBuffer(c), acks_region, static_cast<int>(seq & 1), c.num_ranks, d),
+                    seq - 2, what, d, seq))
+        st->credit_lost = 1;
     }
   }
   __syncthreads();
+  return !st->credit_lost;
 }
 
 // Acknowledges `seq` to every unmasked peer: its half of my buffer is free again.
-__device__ inline void ackPeers(const LlCommon& c, uint64_t acks_region, uint64_t seq) {
+__device__ inline void ackPeers(const LlCommon& c, uint64_t acks_region, uint64_t seq,
+                                const int* s_mask) {
   for (int d = threadIdx.x; d < c.num_ranks; d += blockDim.x)
-    if (!isMasked(c, d))
+    if (!s_mask[d])
       storeRelease(flagIn(peerBuffer(c, d), acks_region, static_cast<int>(seq & 1), c.num_ranks, c.rank), seq);
 }
 

@@ -11,24 +11,25 @@ namespace {
 __global__ void __launch_bounds__(kLlBlockThreads) llCombineKernel(LlCombineArgs a) {
   const LlCommon& c = a.c;
   traceMark(c, 1, 0);
-  __shared__ int s_mask[kLlMaxRanks];
-  loadMask(c, s_mask);
   const bool send = a.phases & kPhaseSend, recv = a.phases & kPhaseRecv;
-  const uint64_t seq = send ? c.state->comb_seq + 1 : c.h.seqs[1];
+  __shared__ KernelStart st;
+  loadStart(c, send ? &c.state->comb_seq : c.h.seqs + 1, send ? 1 : 0, &st);
+  const uint64_t seq = st.seq;
 
   if (send) {
-    combineSend(a, seq, s_mask);
+    combineSend(a, &st);
     if (!recv && lastBlockToArrive(&c.state->arrivals[kArriveCombineSend]) && threadIdx.x == 0)
       c.state->comb_seq = c.h.seqs[1] = seq;
   }
   if (recv) {
-    combineRecv(a, seq, s_mask);
+    combineRecv(a, seq, st.mask);
     if (lastBlockToArrive(&c.state->arrivals[kArriveCombineRecv])) {
-      if (!s_mask[c.rank]) ackPeers(c, c.buf.comb_acks, seq);
+      traceLastBlock(c, 1);
+      if (!st.mask[c.rank]) ackPeers(c, c.buf.comb_acks, seq, st.mask);
       if (send && threadIdx.x == 0) c.state->comb_seq = c.h.seqs[1] = seq;
+      if (a.phases == kPhaseBoth) traceCommit(c, 1);
     }
   }
-  if (a.phases == kPhaseBoth) traceCommit(c, 1);
 }
 
 }  // namespace

@@ -8,6 +8,8 @@
 
 namespace epyard::ep {
 
+constexpr int kColsInFlight = 4;  // ranks' rows of a token loaded together
+
 __device__ inline void combineRecv(const LlCombineArgs& a, uint64_t seq, const int* s_mask) {
   const LlCommon& c = a.c;
   const int K = c.top_k, H = a.hidden;
@@ -44,13 +46,20 @@ __device__ inline void combineRecv(const LlCombineArgs& a, uint64_t seq, const i
     if (t == static_cast<int>(blockIdx.x)) traceMark(c, 1, 3);  // first token's rows are here
     for (int p = threadIdx.x; p < H / 8; p += blockDim.x) {
       float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-      for (int i = 0; i < s_cols; ++i) {
-        if (!s_ok[i]) continue;
-        const int4 v = reinterpret_cast<const int4*>(combineSlot(c, mine, parity, t, s_col[i]))[p];
-        const uint32_t* w = reinterpret_cast<const uint32_t*>(&v);
-        for (int q = 0; q < 4; ++q) {
-          acc[2 * q] = __fadd_rn(acc[2 * q], bf16Bits(w[q] & 0xffffu));
-          acc[2 * q + 1] = __fadd_rn(acc[2 * q + 1], bf16Bits(w[q] >> 16));
+      for (int i0 = 0; i0 < s_cols; i0 += kColsInFlight) {  // loads together, sums in order
+        int4 v[kColsInFlight];
+#pragma unroll
+        for (int r = 0; r < kColsInFlight; ++r)
+          if (i0 + r < s_cols && s_ok[i0 + r])
+            v[r] = reinterpret_cast<const int4*>(combineSlot(c, mine, parity, t, s_col[i0 + r]))[p];
+#pragma unroll
+        for (int r = 0; r < kColsInFlight; ++r) {
+          if (i0 + r >= s_cols || !s_ok[i0 + r]) continue;
+          const uint32_t* w = reinterpret_cast<const uint32_t*>(&v[r]);
+          for (int q = 0; q < 4; ++q) {
+            acc[2 * q] = __fadd_rn(acc[2 * q], bf16Bits(w[q] & 0xffffu));
+            acc[2 * q + 1] = __fadd_rn(acc[2 * q + 1], bf16Bits(w[q] >> 16));
+          }
         }
       }
       int4 o;

@@ -10,18 +10,20 @@
 
 namespace epyard::ep {
 
-// Expert-major: this rank's combine weights [T][K] to every unmasked rank (block b: rank b, ...).
+// Expert-major: this rank's combine weights to every unmasked rank (block b: rank b, ...) as
+// tagged words, B x top-k of them (zero past this call's tokens, so that every word a receiver
+// may read was rewritten by the op before last at the latest and its tag cannot be stale).
 __device__ inline void publishWeights(const LlCombineArgs& a, uint64_t seq, const int* s_mask) {
   const LlCommon& c = a.c;
-  const int parity = static_cast<int>(seq & 1), K = c.top_k, n = c.num_tokens * K;
+  const int parity = static_cast<int>(seq & 1), K = c.top_k, n = c.max_tokens * K;
+  const int live = c.num_tokens * K;
   for (int d = blockIdx.x; d < c.num_ranks; d += gridDim.x) {
     if (s_mask[d]) continue;
-    char* peer = peerBuffer(c, d);
-    float* dst = combineWeights(c, peer, parity, c.rank);
-    for (int i = threadIdx.x; i < n; i += blockDim.x) dst[(i / K) * kLlMaxTopK + i % K] = a.topk_weights[i];
-    __syncthreads();
-    if (threadIdx.x == 0)
-      storeRelease(flagIn(peer, c.buf.comb_weight_flags, parity, c.num_ranks, c.rank), seq);
+    uint64_t* dst = combineWeights(c, peerBuffer(c, d), parity, c.rank);
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+      const float w = i < live ? a.topk_weights[i] : 0.0f;
+      storeTagged(&dst[(i / K) * kLlMaxTopK + i % K], __float_as_uint(w), seq);
+    }
   }
 }
 
@@ -34,7 +36,8 @@ struct CombineSendShared {
   int total, skip;
 };
 
-constexpr int kReduceUnroll = 4;  // pieces per thread in flight
+constexpr int kReduceUnroll = 4;    // pieces per thread in flight
+constexpr int kRowsInFlight = 2;    // expert rows loaded together
 
 // Expert-major, one team: sum over the slot's n rows (in top-k slot order) of weight x row, in
 // float, rounded to BF16 into `out`.
@@ -47,22 +50,30 @@ __device__ inline void reduceRows(const LlCombineArgs& a, const int* rows, const
     for (int u = 0; u < kReduceUnroll; ++u)
 #pragma unroll
       for (int q = 0; q < 8; ++q) acc[u][q] = 0.0f;
-    for (int k = 0; k < n; ++k) {
-      const int4* src = reinterpret_cast<const int4*>(a.x + static_cast<size_t>(rows[k]) * H);
-      const float weight = weights[k];
-      int4 v[kReduceUnroll];
+    for (int k0 = 0; k0 < n; k0 += kRowsInFlight) {
+      int4 v[kRowsInFlight][kReduceUnroll];
 #pragma unroll
-      for (int u = 0; u < kReduceUnroll; ++u) {
-        const int p = base + u * kTeamThreads;
-        if (p < pieces) v[u] = src[p];
+      for (int r = 0; r < kRowsInFlight; ++r) {
+        if (k0 + r >= n) break;
+        const int4* src = reinterpret_cast<const int4*>(a.x + static_cast<size_t>(rows[k0 + r]) * H);
+#pragma unroll
+        for (int u = 0; u < kReduceUnroll; ++u) {
+          const int p = base + u * kTeamThreads;
+          if (p < pieces) v[r][u] = src[p];
+        }
       }
 #pragma unroll
-      for (int u = 0; u < kReduceUnroll; ++u) {
-        const uint32_t* w = reinterpret_cast<const uint32_t*>(&v[u]);
+      for (int r = 0; r < kRowsInFlight; ++r) {
+        if (k0 + r >= n) break;
+        const float weight = weights[k0 + r];
 #pragma unroll
-        for (int q = 0; q < 4; ++q) {
-          acc[u][2 * q] = __fadd_rn(acc[u][2 * q], __fmul_rn(weight, bf16Bits(w[q] & 0xffffu)));
-          acc[u][2 * q + 1] = __fadd_rn(acc[u][2 * q + 1], __fmul_rn(weight, bf16Bits(w[q] >> 16)));
+        for (int u = 0; u < kReduceUnroll; ++u) {
+          const uint32_t* w = reinterpret_cast<const uint32_t*>(&v[r][u]);
+#pragma unroll
+          for (int q = 0; q < 4; ++q) {
+            acc[u][2 * q] = __fadd_rn(acc[u][2 * q], __fmul_rn(weight, bf16Bits(w[q] & 0xffffu)));
+            acc[u][2 * q + 1] = __fadd_rn(acc[u][2 * q + 1], __fmul_rn(weight, bf16Bits(w[q] >> 16)));
+          }
         }
       }
     }
@@ -80,15 +91,18 @@ __device__ inline void reduceRows(const LlCombineArgs& a, const int* rows, const
   }
 }
 
-__device__ inline void combineSend(const LlCombineArgs& a, uint64_t seq, const int* s_mask) {
+__device__ inline void combineSend(const LlCombineArgs& a, KernelStart* st) {
   const LlCommon& c = a.c;
+  const uint64_t seq = st->seq;
+  const int* s_mask = st->mask;
   const int R = c.num_ranks, B = c.max_tokens, K = c.top_k, H = a.hidden;
   const int parity = static_cast<int>(seq & 1);
   __shared__ CombineSendShared s;
-  waitCredits(c, c.buf.comb_acks, seq, kWaitCombineCredit);
-  traceMark(c, 1, 1);
+  if (st->aborted || s_mask[c.rank]) return;  // a masked rank sends nothing
   for (int d = threadIdx.x; d < R; d += blockDim.x) s.offset[d] = c.h.recv_src_cnt[d];
-  __syncthreads();
+  const bool credited = waitCredits(c, c.buf.comb_acks, st, kWaitCombineCredit);
+  traceMark(c, 1, 1);
+  if (!credited) return;
   if (threadIdx.x == 0) {
     int run = 0;
     for (int d = 0; d < R; ++d) {
@@ -97,10 +111,8 @@ __device__ inline void combineSend(const LlCombineArgs& a, uint64_t seq, const i
       run += n;
     }
     s.total = run;
-    s.skip = aborted(c) || s_mask[c.rank];
   }
   __syncthreads();
-  if (s.skip) return;
   if (!c.rank_major) publishWeights(a, seq, s_mask);
 
   // One received slot per team; the teams of a block move through items in lock-step.
@@ -117,21 +129,18 @@ __device__ inline void combineSend(const LlCombineArgs& a, uint64_t seq, const i
     char* out = combineSlot(c, peer, parity, token, c.rank);
     if (active && !c.rank_major && team.lane < 32) {  // the team's first warp plans the sum
       const int lane = team.lane;
-      int ok = 0;
-      if (lane == 0)
-        ok = waitFlag(c, flagIn(myBuffer(c), c.buf.comb_weight_flags, parity, R, d), seq,
-                      kWaitCombineWeights, d, seq);
-      ok = __shfl_sync(0xffffffffu, ok, 0);
-      __syncwarp();  // lane 0's acquire of the weights flag orders the other lanes' reads too
       const int row = lane < K ? c.h.recv_rows[slot * K + lane] : -1;
-      const float w =
-          ok && row >= 0 ? combineWeights(c, myBuffer(c), parity, d)[token * kLlMaxTopK + lane] : 0.0f;
+      uint32_t bits = 0;
+      const bool lost = row >= 0 && !waitTagged(c, combineWeights(c, myBuffer(c), parity, d) +
+                                                      token * kLlMaxTopK + lane,
+                                                  seq, kWaitCombineWeights, d, &bits);
       const unsigned used = __ballot_sync(0xffffffffu, row >= 0);
       if (row >= 0) {  // compacted, top-k slot order kept
         const int at = __popc(used & ((1u << lane) - 1));
         s.row[me][at] = row;
-        s.weight[me][at] = w;
+        s.weight[me][at] = __uint_as_float(bits);
       }
+      const bool ok = __ballot_sync(0xffffffffu, lost) == 0;
       if (lane == 0) {
         s.ok[me] = ok;
         s.rows[me] = __popc(used);

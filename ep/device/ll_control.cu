@@ -1,5 +1,5 @@
 // Group control kernel: a barrier across the unmasked ranks (bounded like every wait), with an
-// optional reset first: flags, acknowledgements, sequence numbers and the mask go back to zero,
+// optional reset first: flags, tagged words, sequence numbers and the mask go back to zero,
 // as after group creation (ncclEpMaskClean). One block.
 
 #include "device/ll_buffers.cuh"
@@ -23,7 +23,7 @@ __global__ void llControlKernel(LlControlArgs a) {
   __syncthreads();
   if (a.zero_buffer) {
     barrier(c, s_seq);  // nobody is still writing into anybody's flags
-    // Everything before the barrier flags in the layout is flags and acknowledgements.
+    // Everything before the barrier flags in the layout is flags and tagged words.
     uint64_t* flags = reinterpret_cast<uint64_t*>(myBuffer(c));
     const uint64_t n = c.buf.barrier_flags / sizeof(uint64_t);
     for (uint64_t i = threadIdx.x; i < n; i += blockDim.x) flags[i] = 0;

@@ -13,24 +13,25 @@ namespace {
 __global__ void __launch_bounds__(kLlBlockThreads) llDispatchKernel(LlDispatchArgs a) {
   const LlCommon& c = a.c;
   traceMark(c, 0, 0);
-  __shared__ int s_mask[kLlMaxRanks];
-  loadMask(c, s_mask);
   const bool send = a.phases & kPhaseSend, recv = a.phases & kPhaseRecv;
-  const uint64_t seq = send ? c.state->disp_seq + 1 : c.h.seqs[0];
+  __shared__ KernelStart st;
+  loadStart(c, send ? &c.state->disp_seq : c.h.seqs, send ? 1 : 0, &st);
+  const uint64_t seq = st.seq;
 
   if (send) {
-    dispatchSend(a, seq, s_mask);
+    dispatchSend(a, &st);
     if (!recv && lastBlockToArrive(&c.state->arrivals[kArriveDispatchSend]) && threadIdx.x == 0)
       c.state->disp_seq = c.h.seqs[0] = seq;
   }
   if (recv) {
-    dispatchRecv(a, seq, s_mask);
+    dispatchRecv(a, seq, st.mask);
     if (lastBlockToArrive(&c.state->arrivals[kArriveDispatchRecv])) {
-      if (!s_mask[c.rank]) ackPeers(c, c.buf.disp_acks, seq);
+      traceLastBlock(c, 0);
+      if (!st.mask[c.rank]) ackPeers(c, c.buf.disp_acks, seq, st.mask);
       if (send && threadIdx.x == 0) c.state->disp_seq = c.h.seqs[0] = seq;
+      if (a.phases == kPhaseBoth) traceCommit(c, 0);
     }
   }
-  if (a.phases == kPhaseBoth) traceCommit(c, 0);
 }
 
 }  // namespace

@@ -12,6 +12,7 @@ namespace epyard::ep {
 
 struct RecvShared {
   int count[kLlMaxRanks];   // tokens from each source, -1: nothing (masked or lost)
+  int lost[kLlMaxRanks];    // the source's counts did not come (or it is masked)
   int prefix[kLlMaxRanks];  // [R][L]: rows of expert l from sources before d
   int total[kLlMaxRanks];   // [L]: rows per local expert
   int offset[kLlMaxRanks];  // slots of sources before d (lost sources count 0)
@@ -21,27 +22,28 @@ struct RecvShared {
   int nrows[kLlBlockTeams];
 };
 
+// Every source's counts (tagged words, R x (1 + L) of them, waited for in parallel), then the
+// placement of rows: per-expert prefixes over sources and each source's first slot.
 __device__ inline void gatherCounts(const LlDispatchArgs& a, uint64_t seq, const int* s_mask,
                                     RecvShared* s) {
   const LlCommon& c = a.c;
-  const int R = c.num_ranks, L = c.local_experts, parity = static_cast<int>(seq & 1);
+  const int R = c.num_ranks, L = c.local_experts, W = L + 1, parity = static_cast<int>(seq & 1);
   char* mine = myBuffer(c);
-  for (int d = threadIdx.x; d < R; d += blockDim.x) {
-    const bool ok = !s_mask[c.rank] && !s_mask[d] &&
-                    waitFlag(c, flagIn(mine, c.buf.disp_header_flags, parity, R, d), seq,
-                             kWaitDispatchCounts, d, seq);
-    s->count[d] = ok ? dispatchHeader(c, mine, parity, d)[0] : -1;
-  }
+  for (int d = threadIdx.x; d < R; d += blockDim.x) s->lost[d] = s_mask[c.rank] || s_mask[d];
   __syncthreads();
-  for (int i = threadIdx.x; i < R * L; i += blockDim.x) {
-    const int d = i / L;
-    s->prefix[i] = s->count[d] >= 0 ? dispatchHeader(c, mine, parity, d)[kHeaderCountsAt + i % L] : 0;
+  for (int i = threadIdx.x; i < R * W; i += blockDim.x) {
+    const int d = i / W, l = i % W;
+    uint32_t v = 0;
+    if (!s->lost[d] &&
+        !waitTagged(c, dispatchHeader(c, mine, parity, d) + l, seq, kWaitDispatchCounts, d, &v))
+      s->lost[d] = 1;
+    if (l == 0) s->count[d] = static_cast<int>(v); else s->prefix[d * L + l - 1] = static_cast<int>(v);
   }
   __syncthreads();
   for (int l = threadIdx.x; l < L; l += blockDim.x) {
     int run = 0;
     for (int d = 0; d < R; ++d) {
-      const int n = s->prefix[d * L + l];
+      const int n = s->lost[d] ? 0 : s->prefix[d * L + l];
       s->prefix[d * L + l] = run;
       run += n;
     }
@@ -50,6 +52,7 @@ __device__ inline void gatherCounts(const LlDispatchArgs& a, uint64_t seq, const
   if (threadIdx.x == 0) {
     int run = 0;
     for (int d = 0; d < R; ++d) {
+      if (s->lost[d]) s->count[d] = -1;
       s->offset[d] = run;
       run += s->count[d] > 0 ? s->count[d] : 0;
     }
@@ -121,27 +124,70 @@ __device__ inline void planSlot(const LlDispatchArgs& a, RecvShared* s, int team
   if (lane < K) c.h.recv_rows[slot_index * K + lane] = recipe;
 }
 
+// A received slot's bytes move in chunks of kCopyPieces 16-byte pieces per lane; the first
+// chunk is loaded while the slot is being planned (one round of loads for both).
+constexpr int kCopyPieces = 8;  // a whole BF16 row of hidden 8192 per 128-thread team
+struct SlotChunk {
+  int4 v[kCopyPieces];
+  float scale;
+};
+
+__device__ __forceinline__ void loadChunk(const int4* src, uint32_t n16, uint32_t base, int lane,
+                                          SlotChunk* chunk) {
+#pragma unroll
+  for (int r = 0; r < kCopyPieces; ++r) {
+    const uint32_t i = base + lane + r * kTeamThreads;
+    if (i < n16) chunk->v[r] = src[i];
+  }
+}
+
+__device__ __forceinline__ void storeChunk(char* out, const int* rows, int n, uint32_t row_bytes,
+                                           uint32_t n16, uint32_t base, int lane,
+                                           const SlotChunk& chunk) {
+#pragma unroll
+  for (int r = 0; r < kCopyPieces; ++r) {
+    const uint32_t i = base + lane + r * kTeamThreads;
+    if (i >= n16) continue;
+    for (int k = 0; k < n; ++k)
+      reinterpret_cast<int4*>(out + static_cast<size_t>(rows[k]) * row_bytes)[i] = chunk.v[r];
+  }
+}
+
+__device__ __forceinline__ const char* slotPayload(const LlDispatchArgs& a, int parity, int d, int j) {
+  return dispatchSlot(a.c, myBuffer(a.c), parity, d, j) + sizeof(LlSlotMeta);
+}
+
+// The first chunk of slot j of source d and its first scale (every lane of a team).
+__device__ inline void loadSlotStart(const LlDispatchArgs& a, int parity, int d, int j, int lane,
+                                     SlotChunk* chunk) {
+  const char* payload = slotPayload(a, parity, d, j);
+  const uint32_t row_bytes = a.fp8 ? a.hidden : 2 * a.hidden;
+  loadChunk(reinterpret_cast<const int4*>(payload), row_bytes / 16, 0, lane, chunk);
+  if (a.fp8 && lane < a.hidden / kLlScaleBlock)
+    chunk->scale = reinterpret_cast<const float*>(payload + a.c.buf.payload_bytes)[lane];
+}
+
 // Copies the planned slot to its rows (a team): the payload is read once and stored to each.
 __device__ inline void copySlot(const LlDispatchArgs& a, const RecvShared* s, int team, int parity,
-                                int d, int j, int lane) {
-  const LlCommon& c = a.c;
+                                int d, int j, int lane, SlotChunk* chunk) {
   const int H = a.hidden, n = s->nrows[team];
-  const char* payload = dispatchSlot(c, myBuffer(c), parity, d, j) + sizeof(LlSlotMeta);
-  const float* scales = reinterpret_cast<const float*>(payload + c.buf.payload_bytes);
-  const uint32_t row_bytes = a.fp8 ? H : 2 * H;
-  const int groups = H / kLlScaleBlock;
+  const int* rows = s->rows[team];
+  const char* payload = slotPayload(a, parity, d, j);
+  const uint32_t row_bytes = a.fp8 ? H : 2 * H, n16 = row_bytes / 16;
   char* out = static_cast<char*>(a.out_tokens);
-  const int4* src = reinterpret_cast<const int4*>(payload);
-  for (uint32_t i = lane; i < row_bytes / 16; i += kTeamThreads) {
-    const int4 v = src[i];
-    for (int r = 0; r < n; ++r)
-      reinterpret_cast<int4*>(out + static_cast<size_t>(s->rows[team][r]) * row_bytes)[i] = v;
+  storeChunk(out, rows, n, row_bytes, n16, 0, lane, *chunk);
+  for (uint32_t base = kCopyPieces * kTeamThreads; base < n16; base += kCopyPieces * kTeamThreads) {
+    loadChunk(reinterpret_cast<const int4*>(payload), n16, base, lane, chunk);
+    storeChunk(out, rows, n, row_bytes, n16, base, lane, *chunk);
   }
-  if (a.fp8)
+  if (a.fp8) {
+    const int groups = H / kLlScaleBlock;
+    const float* scales = reinterpret_cast<const float*>(payload + a.c.buf.payload_bytes);
     for (int g = lane; g < groups; g += kTeamThreads) {
-      const float v = scales[g];
-      for (int r = 0; r < n; ++r) a.out_scales[static_cast<size_t>(s->rows[team][r]) * groups + g] = v;
+      const float v = g == lane ? chunk->scale : scales[g];
+      for (int r = 0; r < n; ++r) a.out_scales[static_cast<size_t>(rows[r]) * groups + g] = v;
     }
+  }
 }
 
 __device__ inline void dispatchRecv(const LlDispatchArgs& a, uint64_t seq, const int* s_mask) {
@@ -164,9 +210,11 @@ __device__ inline void dispatchRecv(const LlDispatchArgs& a, uint64_t seq, const
       s.ready[team.local] = waitFlag(c, slotFlag(c, myBuffer(c), parity, d, j), seq, kWaitDispatchData, d, seq);
     __syncthreads();
     const bool ready = active && s.ready[team.local];
+    SlotChunk chunk;
+    if (ready) loadSlotStart(a, parity, d, j, team.lane, &chunk);
     if (ready && team.lane < 32) planSlot(a, &s, team.local, parity, d, j, team.lane);
     __syncthreads();
-    if (ready) copySlot(a, &s, team.local, parity, d, j, team.lane);
+    if (ready) copySlot(a, &s, team.local, parity, d, j, team.lane, &chunk);
     __syncthreads();  // ready[] and rows[] are rewritten for the next items
   }
   traceMark(c, 0, 4);

@@ -2,7 +2,8 @@
 // BF16 row once, quantises it to E4M3 with a scale per 128 channels when FP8 is asked for, and
 // stores it with its routing header into the slot the layout gave it at every destination rank
 // (NVLink stores through LSA pointers), then raises that slot's flag. Before the tokens go, every
-// destination gets this rank's per-expert counts, so it can place rows while tokens arrive.
+// destination gets this rank's per-expert counts (tagged words), so it can place rows while
+// tokens arrive.
 #pragma once
 
 #include "device/ll_buffers.cuh"
@@ -12,66 +13,66 @@ namespace epyard::ep {
 
 constexpr int kMaxPiecesPerThread = 4;  // 16-channel pieces: hidden <= 4 x 16 x blockDim
 
+// This rank's counts for destination d (block b takes d = b, b + grid, ...): tagged words, so
+// they need no flag and no fence and the receiver sees them one NVLink trip after the stores.
 __device__ inline void sendCounts(const LlDispatchArgs& a, uint64_t seq, const int* s_mask) {
   const LlCommon& c = a.c;
   const int parity = static_cast<int>(seq & 1), L = c.local_experts;
   for (int d = blockIdx.x; d < c.num_ranks; d += gridDim.x) {
     if (s_mask[d]) continue;
-    char* peer = peerBuffer(c, d);
-    int32_t* header = dispatchHeader(c, peer, parity, c.rank);
-    if (threadIdx.x == 0) header[0] = c.h.rank_send_cnt[d];
-    for (int l = threadIdx.x; l < L; l += blockDim.x)
-      header[kHeaderCountsAt + l] = c.h.expert_send_cnt[d * L + l];
-    __syncthreads();
-    if (threadIdx.x == 0) {
-      __threadfence_system();
-      storeRelease(flagIn(peer, c.buf.disp_header_flags, parity, c.num_ranks, c.rank), seq);
+    uint64_t* header = dispatchHeader(c, peerBuffer(c, d), parity, c.rank);
+    for (int l = threadIdx.x; l <= L; l += blockDim.x) {
+      const int n = l == 0 ? c.h.rank_send_cnt[d] : c.h.expert_send_cnt[d * L + l - 1];
+      storeTagged(&header[l], static_cast<uint32_t>(n), seq);
     }
   }
 }
 
+// Token t's routing, loaded once per token by threads 0..K-1 in one round of parallel loads.
+struct TokenRoute {
+  int dst[kLlMaxTopK];   // destination ranks, -1 terminated
+  int slot[kLlMaxTopK];  // the token's slot at each
+  int expert[kLlMaxTopK];
+  int pos[kLlMaxTopK];
+  float weight[kLlMaxTopK];
+};
+
 // Writes the routing header of token t as destination rank d sees it (threads 0..15).
-__device__ inline void writeMeta(const LlDispatchArgs& a, int t, int d, LlSlotMeta* meta) {
-  const LlCommon& c = a.c;
-  const int K = c.top_k;
+__device__ inline void writeMeta(const LlCommon& c, const TokenRoute& r, int t, int d,
+                                 LlSlotMeta* meta) {
   if (threadIdx.x < kLlMaxTopK) {
-    const int k = threadIdx.x;
-    int local = -1, pos = -1;
-    float weight = 0.0f;
-    if (k < K) {
-      const int e = c.h.topk[t * K + k];
-      if (e >= 0 && e / c.local_experts == d) {
-        local = e % c.local_experts;
-        pos = c.h.send_pos[t * K + k];
-        weight = a.topk_weights != nullptr ? a.topk_weights[t * K + k] : 0.0f;
-      }
-    }
-    meta->local[k] = local;
-    meta->pos[k] = pos;
-    meta->weight[k] = weight;
+    const int k = threadIdx.x, e = k < c.top_k ? r.expert[k] : -1;
+    const bool here = e >= 0 && e / c.local_experts == d;
+    meta->local[k] = here ? e % c.local_experts : -1;
+    meta->pos[k] = here ? r.pos[k] : -1;
+    meta->weight[k] = here ? r.weight[k] : 0.0f;
     if (k == 0) meta->token = t;
   }
 }
 
-__device__ inline void dispatchSend(const LlDispatchArgs& a, uint64_t seq, const int* s_mask) {
+__device__ inline void dispatchSend(const LlDispatchArgs& a, KernelStart* st) {
   const LlCommon& c = a.c;
+  const uint64_t seq = st->seq;
+  const int* s_mask = st->mask;
   const int K = c.top_k, H = a.hidden, parity = static_cast<int>(seq & 1);
-  waitCredits(c, c.buf.disp_acks, seq, kWaitDispatchCredit);
+  if (st->aborted || s_mask[c.rank]) return;  // a masked rank sends nothing
+  const bool credited = waitCredits(c, c.buf.disp_acks, st, kWaitDispatchCredit);
   traceMark(c, 0, 1);
-  __shared__ int s_skip;
-  if (threadIdx.x == 0) s_skip = aborted(c) || s_mask[c.rank];
-  __syncthreads();
-  if (s_skip) return;  // a masked rank sends nothing
+  if (!credited) return;
   sendCounts(a, seq, s_mask);
 
   const int pieces = H / 16;
   const int rounds = (pieces + blockDim.x - 1) / blockDim.x;
-  __shared__ int s_dst[kLlMaxTopK], s_slot[kLlMaxTopK];
+  __shared__ TokenRoute s_route;
   for (int t = blockIdx.x; t < c.num_tokens; t += gridDim.x) {
-    __syncthreads();  // s_dst of the previous token is no longer read
-    if (threadIdx.x < K) {  // one parallel load instead of a chain of dependent ones
-      s_dst[threadIdx.x] = c.h.dst_rank[t * K + threadIdx.x];
-      s_slot[threadIdx.x] = c.h.dst_slot[t * K + threadIdx.x];
+    __syncthreads();  // the previous token's route is no longer read
+    if (threadIdx.x < K) {
+      const int i = t * K + threadIdx.x;
+      s_route.dst[threadIdx.x] = c.h.dst_rank[i];
+      s_route.slot[threadIdx.x] = c.h.dst_slot[i];
+      s_route.expert[threadIdx.x] = c.h.topk[i];
+      s_route.pos[threadIdx.x] = c.h.send_pos[i];
+      s_route.weight[threadIdx.x] = a.topk_weights != nullptr ? a.topk_weights[i] : 0.0f;
     }
     int4 raw[kMaxPiecesPerThread][2];
     int4 quant[kMaxPiecesPerThread];
@@ -100,13 +101,13 @@ __device__ inline void dispatchSend(const LlDispatchArgs& a, uint64_t seq, const
         if (on) quant[r] = quantizeE4m3x16(v, scale[r]);
       }
     }
-    __syncthreads();  // s_dst is filled
+    __syncthreads();  // s_route is filled
     for (int j = 0; j < K; ++j) {
-      const int d = s_dst[j];
+      const int d = s_route.dst[j];
       if (d < 0) break;
       if (s_mask[d]) continue;
-      char* slot = dispatchSlot(c, peerBuffer(c, d), parity, c.rank, s_slot[j]);
-      writeMeta(a, t, d, reinterpret_cast<LlSlotMeta*>(slot));
+      char* slot = dispatchSlot(c, peerBuffer(c, d), parity, c.rank, s_route.slot[j]);
+      writeMeta(c, s_route, t, d, reinterpret_cast<LlSlotMeta*>(slot));
       int4* payload = reinterpret_cast<int4*>(slot + sizeof(LlSlotMeta));
       float* scales = reinterpret_cast<float*>(slot + sizeof(LlSlotMeta) + c.buf.payload_bytes);
 #pragma unroll
@@ -127,9 +128,9 @@ __device__ inline void dispatchSend(const LlDispatchArgs& a, uint64_t seq, const
     // these release stores): one flag per destination slot. (No barrier is needed before the
     // next token: its stores go to other slots.)
     if (threadIdx.x < K) {
-      const int d = s_dst[threadIdx.x];
+      const int d = s_route.dst[threadIdx.x];
       if (d >= 0 && !s_mask[d])
-        storeRelease(slotFlag(c, peerBuffer(c, d), parity, c.rank, s_slot[threadIdx.x]), seq);
+        storeRelease(slotFlag(c, peerBuffer(c, d), parity, c.rank, s_route.slot[threadIdx.x]), seq);
     }
   }
   traceMark(c, 0, 2);

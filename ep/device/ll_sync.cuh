@@ -1,8 +1,11 @@
 // Memory-ordering helpers, bounded waits and grid epilogues shared by the LL kernels.
 //
-// Ordering: a sender makes all its stores visible system-wide (block barrier, then one thread's
-// __threadfence_system) before it publishes a flag with st.release.sys; the receiver reads the
-// flag with ld.acquire.sys before it reads the data. Flags hold sequence numbers.
+// Ordering: a sender's block writes its data, meets at a block barrier, and one thread publishes
+// a flag with st.release.sys (release is cumulative: it covers what the barrier made that thread
+// observe); the receiver reads the flag with ld.acquire.sys before it reads the data. Flags hold
+// sequence numbers. Small messages (per-expert counts, combine weights) need no flag and no
+// fence: they travel as tagged words, each 8-byte word carrying its value and the low 32 bits of
+// the op's sequence number in one single-copy-atomic store (NCCL's LL protocol uses the idea).
 #pragma once
 
 #include <nccl_device.h>
@@ -19,6 +22,19 @@ __device__ __forceinline__ uint64_t loadAcquire(const uint64_t* p) {
 
 __device__ __forceinline__ void storeRelease(uint64_t* p, uint64_t v) {
   asm volatile("st.release.sys.global.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
+}
+
+__device__ __forceinline__ uint64_t loadRelaxed(const uint64_t* p) {
+  uint64_t v;
+  asm volatile("ld.relaxed.sys.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
+  return v;
+}
+
+// A tagged word: value in the low half, tag (low 32 bits of the sequence number) in the high.
+__device__ __forceinline__ uint32_t tagOf(uint64_t seq) { return static_cast<uint32_t>(seq); }
+__device__ __forceinline__ void storeTagged(uint64_t* p, uint32_t value, uint64_t seq) {
+  const uint64_t w = (static_cast<uint64_t>(tagOf(seq)) << 32) | value;
+  asm volatile("st.relaxed.sys.global.u64 [%0], %1;" ::"l"(p), "l"(w) : "memory");
 }
 
 __device__ __forceinline__ uint64_t nowNs() {
@@ -41,9 +57,23 @@ __device__ __forceinline__ bool aborted(const LlCommon& c) {
   return *reinterpret_cast<volatile int32_t*>(&c.state->abort) != 0;
 }
 
-// Block-wide snapshot of the mask (branches around barriers must not see it change mid-way).
-__device__ inline void loadMask(const LlCommon& c, int* s_mask) {
-  for (int d = threadIdx.x; d < c.num_ranks; d += blockDim.x) s_mask[d] = isMasked(c, d) ? 1 : 0;
+// What every LL kernel reads first, in one round of parallel loads: a snapshot of the mask (so
+// that branches around block barriers never see it change mid-way), the abort word and the op's
+// sequence number (`*seq_src + seq_add`).
+struct KernelStart {
+  int mask[kLlMaxRanks];
+  uint64_t seq;
+  int aborted;
+  int credit_lost;  // set when a credit wait gave up (see waitCredits)
+};
+__device__ inline void loadStart(const LlCommon& c, const uint64_t* seq_src, uint64_t seq_add,
+                                 KernelStart* s) {
+  for (int d = threadIdx.x; d < c.num_ranks; d += blockDim.x) s->mask[d] = isMasked(c, d) ? 1 : 0;
+  if (threadIdx.x == 0) {
+    s->seq = *seq_src + seq_add;
+    s->aborted = aborted(c) ? 1 : 0;
+    s->credit_lost = 0;
+  }
   __syncthreads();
 }
 
@@ -64,30 +94,53 @@ __device__ inline void recordFault(const LlCommon& c, int fault, int what, int p
   if (fault == kFaultTimeout) atomicExch(&c.state->abort, 1);
 }
 
-// Waits (one thread) until *flag >= target. Gives up, returning false, when the group was
-// aborted, when `peer` is or becomes masked, or after timeout_ns: then with masks enabled the
-// peer is masked (the op goes on without it), otherwise the fault is recorded and the group
-// aborted so that nothing waits forever.
-__device__ inline bool waitFlag(const LlCommon& c, const uint64_t* flag, uint64_t target, int what,
-                                int peer, uint64_t seq) {
+// Spins (one thread) until `ready(v)` holds for v = load(). Gives up, returning false, when the
+// group was aborted, when `peer` is or becomes masked, or after timeout_ns: then with masks
+// enabled the peer is masked (the op goes on without it), otherwise the fault is recorded (with
+// `observed(v)`) and the group aborted so that nothing waits forever.
+template <class Load, class Ready, class Observed>
+__device__ inline bool spinWait(const LlCommon& c, Load load, Ready ready, Observed observed,
+                                int what, int peer, uint64_t seq, uint64_t* last) {
   uint64_t start = 0;
   for (uint32_t spin = 0;; ++spin) {
-    uint64_t v = loadAcquire(flag);
-    if (v >= target) return true;
+    const uint64_t v = load();
+    *last = v;
+    if (ready(v)) return true;
     if ((spin & 255) != 0) continue;
     if (aborted(c) || isMasked(c, peer)) return false;
-    uint64_t now = nowNs();
+    const uint64_t now = nowNs();
     if (start == 0) {
       start = now;
     } else if (now - start > c.timeout_ns) {
       if (c.enable_mask) {
         atomicExch(&c.state->mask[peer], 1);
       } else {
-        recordFault(c, kFaultTimeout, what, peer, seq, now - start, static_cast<int64_t>(v));
+        recordFault(c, kFaultTimeout, what, peer, seq, now - start, observed(v));
       }
       return false;
     }
   }
+}
+
+// Waits until *flag >= target (acquire: the data the flag publishes is visible afterwards).
+__device__ inline bool waitFlag(const LlCommon& c, const uint64_t* flag, uint64_t target, int what,
+                                int peer, uint64_t seq) {
+  uint64_t last;
+  return spinWait(
+      c, [&] { return loadAcquire(flag); }, [&](uint64_t v) { return v >= target; },
+      [](uint64_t v) { return static_cast<int64_t>(v); }, what, peer, seq, &last);
+}
+
+// Waits until the tagged word at `p` carries `seq`'s tag; its value goes to *value.
+__device__ inline bool waitTagged(const LlCommon& c, const uint64_t* p, uint64_t seq, int what,
+                                  int peer, uint32_t* value) {
+  uint64_t last = 0;
+  const bool ok = spinWait(
+      c, [&] { return loadRelaxed(p); },
+      [&](uint64_t v) { return static_cast<uint32_t>(v >> 32) == tagOf(seq); },
+      [](uint64_t v) { return static_cast<int64_t>(v >> 32); }, what, peer, seq, &last);
+  *value = static_cast<uint32_t>(last);
+  return ok;
 }
 
 // Block-wide: true in the one block that arrives last at `counter`; every block's earlier
@@ -108,16 +161,22 @@ __device__ inline bool lastBlockToArrive(uint32_t* counter) {
   return last;
 }
 
-// Phase timing (EPYARD_EP_TRACE builds): block 0 stamps mark `i` of op `kind`; the kernel's
-// end adds every mark's offset from mark 0 to the sums the host prints at group destruction.
+// Phase timing (EPYARD_EP_TRACE builds): block 0 stamps marks 1..4 of op `kind` (mark 0: its
+// start); the block that arrives last stamps mark 5 on arrival and commits after its epilogue,
+// adding every mark's offset from mark 0 to the sums the host prints at group destruction.
 __device__ __forceinline__ void traceMark(const LlCommon& c, int kind, int i) {
 #ifdef EPYARD_EP_TRACE
   if (blockIdx.x == 0 && threadIdx.x == 0) c.state->trace_last[kind][i] = nowNs();
 #endif
 }
+__device__ __forceinline__ void traceLastBlock(const LlCommon& c, int kind) {
+#ifdef EPYARD_EP_TRACE
+  if (threadIdx.x == 0) c.state->trace_last[kind][kLlTraceMarks - 2] = nowNs();
+#endif
+}
 __device__ __forceinline__ void traceCommit(const LlCommon& c, int kind) {
 #ifdef EPYARD_EP_TRACE
-  if (blockIdx.x == 0 && threadIdx.x == 0) {
+  if (threadIdx.x == 0) {
     c.state->trace_last[kind][kLlTraceMarks - 1] = nowNs();
     const uint64_t t0 = c.state->trace_last[kind][0];
     for (int i = 1; i < kLlTraceMarks; ++i) {

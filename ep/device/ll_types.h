@@ -18,8 +18,8 @@ namespace epyard::ep {
 constexpr int kLlMaxTopK = 16;
 constexpr int kLlMaxRanks = 512;  // every rank holds at least one of at most 512 experts
 constexpr int kLlScaleBlock = 128;
-constexpr int kLlBlockTeams = 4;
-constexpr int kLlTraceMarks = 6;  // 512-thread blocks as four 128-thread teams
+constexpr int kLlBlockTeams = 4;  // 512-thread blocks as four 128-thread teams
+constexpr int kLlTraceMarks = 7;  // EPYARD_EP_TRACE: phase marks per op (see traceMark)
 
 // One dispatched token as it crosses NVLink: this header, then the payload (BF16 or FP8), then
 // (FP8) one float scale per 128 channels. `local[k]` is the destination-local expert named by
@@ -36,20 +36,19 @@ struct alignas(16) LlSlotMeta {
 static_assert(sizeof(LlSlotMeta) == 208 && sizeof(LlSlotMeta) % 16 == 0, "slot meta layout");
 
 // Offsets inside the symmetric window; identical on every rank. R ranks, B tokens per rank.
-// Flags hold sequence numbers: they only grow, so they never need clearing between calls.
+// Flags hold sequence numbers and tagged words their low 32 bits: they never need clearing
+// between calls (only at creation and mask clean, by the reset kernel).
 // Every token slot and every combine row has its own flag, so a receiver uses each piece the
 // moment it lands and no sender ever waits for its whole grid before signalling.
 struct LlBufferLayout {
-  uint64_t disp_header_flags;  // [2][R] u64: src wrote its per-expert counts for seq
   uint64_t disp_slot_flags;    // [2][R][B] u64: src wrote slot j for seq
   uint64_t disp_acks;          // [2][R] u64: rank r has consumed my dispatch seq (credit)
-  uint64_t comb_weight_flags;  // [2][R] u64: src wrote its top-k weights for seq
   uint64_t comb_row_flags;     // [2][B][R] u64: rank r wrote its row of my token t for seq
   uint64_t comb_acks;          // [2][R] u64 (per half: ops may complete out of order)
+  uint64_t disp_headers;       // [2][R] x header_bytes: tagged words, token count then counts[L]
+  uint64_t comb_weights;       // [2][R][B][kLlMaxTopK] tagged words: each source's weights
   uint64_t barrier_flags;      // [R] u64: group barriers (create, mask clean)
-  uint64_t disp_headers;       // [2][R] x header_bytes: int32 num_tokens at 0, counts[L] at 16
   uint64_t disp_slots;         // [2][R][B] x slot_bytes
-  uint64_t comb_weights;       // [2][R][B][kLlMaxTopK] float: each source's combine weights
   uint64_t comb_slots;         // [2][B][R] x comb_row_bytes: rank r's partial sum of token t
   uint64_t total;
   uint32_t header_bytes;
@@ -57,7 +56,7 @@ struct LlBufferLayout {
   uint32_t payload_bytes;   // max_token_bytes: room for a BF16 row
   uint32_t comb_row_bytes;  // a BF16 row
 };
-static_assert(sizeof(LlBufferLayout) == 112, "buffer layout");
+static_assert(sizeof(LlBufferLayout) == 96, "buffer layout");
 
 // The group's device-side state (ordinary device memory, one per group).
 struct LlDeviceState {

@@ -41,7 +41,7 @@ void describeAsyncError(ncclEpGroup_t g, int* code_out) {
          "rank " + std::to_string(e.rank) + " timed out after " +
              std::to_string(e.waited_ns / 1000000) + " ms in " + waitName(e.what) + " from rank " +
              std::to_string(e.peer) + " (sequence " + std::to_string(e.seq) +
-             ", flag held " + std::to_string(e.observed) +
+             ", last sequence seen " + std::to_string(e.observed) +
              "); raise timeout_ns / EPYARD_EP_TIMEOUT_MS if that rank is merely slow");
   } else if (e.fault == kFaultBadExpert) {
     *code_out = ncclInvalidArgument;

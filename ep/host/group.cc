@@ -41,11 +41,11 @@ void printTrace(ncclEpGroup* g) {
   if (g->state == nullptr || cudaMemcpy(&st, g->state, sizeof(st), cudaMemcpyDeviceToHost) != cudaSuccess)
     return;
   static const char* kNames[2][kLlTraceMarks] = {
-      {"start", "credits", "tokens sent", "counts in", "copies done", "end"},
-      {"start", "credits", "rows sent", "first rows in", "sums done", "end"}};
+      {"start", "credits", "tokens sent", "counts in", "copies done", "last block in", "end"},
+      {"start", "credits", "rows sent", "first rows in", "sums done", "last block in", "end"}};
   for (int op = 0; op < 2; ++op) {
     if (st.trace_calls[op] == 0) continue;
-    std::fprintf(stderr, "epyard EP trace rank %d %s (%llu calls, block 0, us after start):", g->rank,
+    std::fprintf(stderr, "epyard EP trace rank %d %s (%llu calls, us after block 0 started):", g->rank,
                  op == 0 ? "dispatch" : "combine", static_cast<unsigned long long>(st.trace_calls[op]));
     for (int i = 1; i < kLlTraceMarks; ++i)
       std::fprintf(stderr, " %s %.2f%s", kNames[op][i],

@@ -23,22 +23,21 @@ LlBufferLayout llBufferLayout(int ranks, int experts, int max_tokens, unsigned m
   const uint64_t R = static_cast<uint64_t>(ranks), B = static_cast<uint64_t>(max_tokens);
   const uint64_t L = static_cast<uint64_t>(experts / ranks);
   b.payload_bytes = max_token_bytes;
-  b.header_bytes = static_cast<uint32_t>(alignUp(16 + 4 * L, 16));
+  b.header_bytes = static_cast<uint32_t>(alignUp(8 * (1 + L), 16));
   b.slot_bytes = static_cast<uint32_t>(sizeof(LlSlotMeta) + max_token_bytes +
                                        alignUp(max_token_bytes / 2 / kLlScaleBlock * 4, 16));
   b.comb_row_bytes = max_token_bytes;
-  // Flags first and contiguous: the reset kernel clears everything below barrier_flags.
+  // Flags and tagged words first and contiguous: the reset kernel clears everything below
+  // barrier_flags.
   uint64_t at = 0;
-  b.disp_header_flags = take(&at, 2 * R * 8, 8);
   b.disp_slot_flags = take(&at, 2 * R * B * 8, 8);
   b.disp_acks = take(&at, 2 * R * 8, 8);
-  b.comb_weight_flags = take(&at, 2 * R * 8, 8);
   b.comb_row_flags = take(&at, 2 * B * R * 8, 8);
   b.comb_acks = take(&at, 2 * R * 8, 8);
-  b.barrier_flags = take(&at, R * 8, 8);
   b.disp_headers = take(&at, 2 * R * b.header_bytes);
+  b.comb_weights = take(&at, 2 * R * B * kLlMaxTopK * 8);
+  b.barrier_flags = take(&at, R * 8, 8);
   b.disp_slots = take(&at, 2 * R * B * b.slot_bytes);
-  b.comb_weights = take(&at, 2 * R * B * kLlMaxTopK * 4);
   b.comb_slots = take(&at, 2 * B * R * b.comb_row_bytes);
   b.total = alignUp(at, 1 << 21);  // whole 2 MiB pages for the window
   return b;

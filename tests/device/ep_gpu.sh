@@ -3,8 +3,10 @@
 # Usage (inside a `device` run, repo root): bash tests/device/ep_gpu.sh [steps...]
 #   test[:case,case]   epyard_ep_gpu_test on all GPUs (TEST_RANKS=2 for two ranks as well)
 #   sanitize           compute-sanitizer memcheck and racecheck on a small case, 2 ranks
-#   perf               epyard_ep_perf at the target shape and a sweep (PERF_ARGS to override)
-# EP_TRACE=ON builds the kernels with phase timing (printed at group destruction).
+#   perf               epyard_ep_perf at the target shape and a sweep (PERF_ARGS to override;
+#                      several runs separated by ';')
+# EP_TRACE=ON builds the kernels with phase timing (printed at group destruction); BUILD_DIR
+# (default build-dev) lets a traced and a plain build live side by side.
 # Carry .deps (Debian's libfabric-dev .deb; the top-level CMake wants libfabric headers).
 # Logs and a summary land in $OUT (or /tmp/epyard-out).
 set -u
@@ -12,14 +14,15 @@ source "$(dirname "$0")/common.sh"
 [ -f "$EPYARD_NCCL_HOME/include/nccl_device.h" ] || log "WARNING: NCCL's nccl_device.h is missing under $EPYARD_NCCL_HOME/include"
 log "GPUs: $(nvidia-smi -L | wc -l); $(nvidia-smi -L | head -1)"
 start=$(date +%s)
-cmake -S . -B build-dev -G Ninja -DCMAKE_BUILD_TYPE=Release -DEPYARD_WERROR=OFF \
+bdir=${BUILD_DIR:-build-dev}
+cmake -S . -B "$bdir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DEPYARD_WERROR=OFF \
   -DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc -DCUDAToolkit_ROOT=/usr/local/cuda \
   -DEPYARD_EP_TRACE=${EP_TRACE:-OFF} >"$OUT/build.log" 2>&1 &&
-  ninja -C build-dev epyard epyard_ep_gpu_test epyard_ep_perf >>"$OUT/build.log" 2>&1 ||
+  ninja -C "$bdir" epyard epyard_ep_gpu_test epyard_ep_perf >>"$OUT/build.log" 2>&1 ||
   { log "build failed (see build.log)"; grep -E "error|FAILED" -A3 "$OUT/build.log" | head -40; exit 1; }
 log "build ok ($(( $(date +%s) - start )) s)"
 ngpu=$(nvidia-smi -L | wc -l)
-bin=./build-dev/tests/ep/gpu/epyard_ep_gpu_test
+bin=./$bdir/tests/ep/gpu/epyard_ep_gpu_test
 
 for step in ${*:-test perf}; do
   case $step in
@@ -47,11 +50,15 @@ for step in ${*:-test perf}; do
     perf)
       log "epyard_ep_perf ${PERF_ARGS:-(target shape, FP8 and BF16, token sweep)}"
       if [ -n "${PERF_ARGS:-}" ]; then
-        timeout 600 ./build-dev/perf/epyard_ep_perf $PERF_ARGS 2>&1 | tee -a "$OUT/summary.txt"
+        IFS=';' read -ra runs <<<"$PERF_ARGS"
+        for args in "${runs[@]}"; do
+          log "epyard_ep_perf $args"
+          timeout 300 ./$bdir/perf/epyard_ep_perf $args 2>&1 | tee -a "$OUT/summary.txt"
+        done
       else
-        timeout 300 ./build-dev/perf/epyard_ep_perf --tokens 1,32,64,128,256 2>&1 | tee -a "$OUT/summary.txt"
-        timeout 300 ./build-dev/perf/epyard_ep_perf --bf16 2>&1 | tee -a "$OUT/summary.txt"
-        timeout 300 ./build-dev/perf/epyard_ep_perf --rank-major 2>&1 | tee -a "$OUT/summary.txt"
+        timeout 300 ./$bdir/perf/epyard_ep_perf --tokens 1,32,64,128,256 2>&1 | tee -a "$OUT/summary.txt"
+        timeout 300 ./$bdir/perf/epyard_ep_perf --bf16 2>&1 | tee -a "$OUT/summary.txt"
+        timeout 300 ./$bdir/perf/epyard_ep_perf --rank-major 2>&1 | tee -a "$OUT/summary.txt"
       fi ;;
   esac
 done

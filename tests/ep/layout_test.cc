@@ -32,28 +32,28 @@ TEST(LlLayout, BufferRegionsAreDisjointAlignedAndFlagsComeFirst) {
                                           std::tuple{8, 1, 256u}}) {
       const LlBufferLayout b = llBufferLayout(ranks, experts, tokens, bytes);
       const uint64_t R = ranks, B = tokens, L = experts / ranks;
-      std::vector<Region> flags = {
-          {b.disp_header_flags, b.disp_header_flags + 2 * R * 8},
+      // Flags and tagged words: all cleared by the reset kernel (everything below barrier_flags).
+      std::vector<Region> cleared = {
           {b.disp_slot_flags, b.disp_slot_flags + 2 * R * B * 8},
           {b.disp_acks, b.disp_acks + 2 * R * 8},
-          {b.comb_weight_flags, b.comb_weight_flags + 2 * R * 8},
           {b.comb_row_flags, b.comb_row_flags + 2 * B * R * 8},
           {b.comb_acks, b.comb_acks + 2 * R * 8},
+          {b.disp_headers, b.disp_headers + 2 * R * b.header_bytes},
+          {b.comb_weights, b.comb_weights + 2 * R * B * kLlMaxTopK * 8},
       };
-      for (const Region& f : flags) {
+      for (const Region& f : cleared) {
         EXPECT_EQ(f.first % 8, 0u);
         EXPECT_LE(f.second, b.barrier_flags) << "a flag region is not cleared by the reset";
       }
-      std::vector<Region> all = flags;
+      std::vector<Region> all = cleared;
       all.push_back({b.barrier_flags, b.barrier_flags + R * 8});
-      all.push_back({b.disp_headers, b.disp_headers + 2 * R * b.header_bytes});
       all.push_back({b.disp_slots, b.disp_slots + 2 * R * B * b.slot_bytes});
-      all.push_back({b.comb_weights, b.comb_weights + 2 * R * B * kLlMaxTopK * 4});
       all.push_back({b.comb_slots, b.comb_slots + 2 * B * R * b.comb_row_bytes});
       expectDisjoint(all, b.total);
       for (uint64_t o : {b.disp_headers, b.disp_slots, b.comb_weights, b.comb_slots}) EXPECT_EQ(o % 256, 0u);
       EXPECT_EQ(b.total % (1u << 21), 0u) << "whole 2 MiB pages";
-      EXPECT_GE(b.header_bytes, 16 + 4 * L);
+      EXPECT_GE(b.header_bytes, 8 * (1 + L)) << "a tagged word per count";
+      EXPECT_EQ(b.header_bytes % 16, 0u);
       EXPECT_EQ(b.slot_bytes % 16, 0u);
       EXPECT_GE(b.slot_bytes, sizeof(LlSlotMeta) + bytes + bytes / 256 * 4) << "meta, BF16 row, scales";
       EXPECT_EQ(b.comb_row_bytes, bytes);
