@@ -34,9 +34,9 @@ __device__ inline void gatherCounts(const LlDispatchArgs& a, uint64_t seq, const
   for (int i = threadIdx.x; i < R * W; i += blockDim.x) {
     const int d = i / W, l = i % W;
     uint32_t v = 0;
-    if (!s->lost[d] &&
+    if (!s_mask[c.rank] && !s_mask[d] &&
         !waitTagged(c, dispatchHeader(c, mine, parity, d) + l, seq, kWaitDispatchCounts, d, &v))
-      s->lost[d] = 1;
+      s->lost[d] = 1;  // (lost[] is only read after the barrier below)
     if (l == 0) s->count[d] = static_cast<int>(v); else s->prefix[d * L + l - 1] = static_cast<int>(v);
   }
   __syncthreads();
