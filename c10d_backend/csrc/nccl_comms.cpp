@@ -31,14 +31,23 @@ std::shared_ptr<DeviceComm> NcclComms::get(c10::DeviceIndex device) {
                 " was aborted: ", it->second->abort_reason);
     return it->second;
   }
-  // Rank 0 makes the id; everybody reads it from the store (which waits up to its timeout).
-  const std::string key = prefix_ + "/nccl_unique_id/cuda" + std::to_string(device);
+  // Rank 0 makes the id; everybody reads it from the store. The key counts the communicators
+  // this group has made: each rank drives its own device, so the device index differs between
+  // ranks while the order of creation is the same everywhere.
+  const std::string key = prefix_ + "/nccl_unique_id/" + std::to_string(created_++);
   ncclUniqueId id;
   if (rank_ == 0) {
     EPYARD_NCCL(nullptr, ncclGetUniqueId(&id));
     std::vector<uint8_t> bytes(reinterpret_cast<uint8_t*>(&id), reinterpret_cast<uint8_t*>(&id) + sizeof(id));
     store_->set(key, bytes);
   } else {
+    try {
+      store_->wait({key}, timeout_);
+    } catch (const std::exception& e) {
+      TORCH_CHECK(false, "epyard: rank ", rank_, " waited ", timeout_.count(),
+                  " ms for rank 0's ncclUniqueId (store key ", key,
+                  "); is rank 0 alive and using the same process group? (", e.what(), ")");
+    }
     std::vector<uint8_t> bytes = store_->get(key);
     TORCH_CHECK(bytes.size() == sizeof(id), "epyard: the store's ", key, " holds ", bytes.size(),
                 " bytes, not an ncclUniqueId");

@@ -1,5 +1,6 @@
 // NCCL communicators of one epyard process group: one per CUDA device, created on first use
-// from an ncclUniqueId that rank 0 publishes through the c10d Store. Also the mapping of torch
+// from an ncclUniqueId that rank 0 publishes through the c10d Store (the n-th communicator of
+// the group under key "<prefix>/nccl_unique_id/<n>"). Also the mapping of torch
 // dtypes and reduce ops to NCCL's, with errors that name what is not supported.
 #pragma once
 
@@ -44,6 +45,7 @@ class NcclComms {
   std::string prefix_;
   std::chrono::milliseconds timeout_;
   std::mutex mu_;
+  int created_ = 0;  // communicators made so far: names the store key of the next one's id
   std::unordered_map<c10::DeviceIndex, std::shared_ptr<DeviceComm>> comms_;
 };
 

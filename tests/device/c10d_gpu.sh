@@ -4,7 +4,8 @@
 # the CPU reference with graph replay and torch.compile (all GPUs, then 2), and a dead rank.
 # Usage (inside a `device` run, repo root): bash tests/device/c10d_gpu.sh [build]
 # ("build" only builds, e.g. in the background while other GPU work runs). C10D_TIMEOUT: seconds
-# per torchrun of the collective and EP checks (default 150).
+# per torchrun of the collective and EP checks (default 150); C10D_RANKS: rank counts (default:
+# all GPUs, then 2).
 # Carry .deps. Logs in $OUT.
 set -u
 source "$(dirname "$0")/common.sh"
@@ -16,13 +17,13 @@ log "build ok"
 [ "${1:-}" = build ] && exit 0
 export PYTHONPATH=$PWD/build-py/python
 ngpu=$(nvidia-smi -L | wc -l)
-for n in $ngpu 2; do
+for n in ${C10D_RANKS:-$ngpu 2}; do
   log "gpu_collectives.py on $n ranks"
   timeout ${C10D_TIMEOUT:-150} $PY -m torch.distributed.run --nproc-per-node "$n" tests/c10d/gpu_collectives.py \
     >"$OUT/c10d_r$n.log" 2>&1; log "exit $?"
   grep -a -E "PASS|FAIL|Error" "$OUT/c10d_r$n.log" | sort | uniq -c | head -20 | tee -a "$OUT/summary.txt"
 done
-for n in $ngpu 2; do
+for n in ${C10D_RANKS:-$ngpu 2}; do
   log "gpu_ep.py on $n ranks"
   timeout ${C10D_TIMEOUT:-150} $PY -m torch.distributed.run --nproc-per-node "$n" tests/c10d/gpu_ep.py >"$OUT/c10d_ep_r$n.log" 2>&1
   log "exit $?"
