@@ -1,9 +1,11 @@
 // EP from torch: epyard._C functions that create EP groups and handles on an epyard process
 // group's communicator, and torch.library ops (epyard::ep_update / ep_dispatch / ep_combine /
 // ep_complete) that run the C API on the current CUDA stream, so torch.compile can trace them
-// (Meta kernels are registered in epyard/ep.py) and CUDA graphs capture them. Outputs are
-// allocated by the Python API and passed in as mutated arguments.
+// (Meta kernels are registered in epyard/ep.py) and CUDA graphs capture them. Dispatch and
+// combine allocate their outputs here; eager calls reach the same functions through pybind
+// (bindEpOps), skipping the dispatcher's few microseconds.
 #include <ATen/cuda/CUDAContext.h>
+#include <torch/csrc/utils/pybind.h>
 #include <torch/library.h>
 
 #include <nccl_ep.h>
@@ -60,22 +62,46 @@ void epUpdate(int64_t handle, const at::Tensor& topk_idx, const at::Tensor& stat
         nullptr, "ncclEpUpdateHandle");
 }
 
-void epDispatch(int64_t handle, const at::Tensor& state, const at::Tensor& x,
-                const std::optional<at::Tensor>& topk_weights,
-                const at::Tensor& out_tokens, const std::optional<at::Tensor>& out_scales,
-                const std::optional<at::Tensor>& out_topk_idx,
-                const std::optional<at::Tensor>& out_topk_weights, const at::Tensor& expert_counters,
-                const at::Tensor& src_rank_counters, const at::Tensor& expert_offsets,
-                const at::Tensor& recv_total, bool round_scales, bool send_only) {
+// A raw ncclEpTensor_t over `data` (for slices of one allocation, without making views).
+struct RawTensor {
+  ncclEpTensor_t t = NCCL_EP_TENSOR_INIT;
+  size_t size;
+  RawTensor(void* data, ncclDataType_t type, size_t n) : size(n) {
+    t.ndim = 1;
+    t.datatype = type;
+    t.data = data;
+    t.sizes = &size;
+  }
+};
+
+// dims: {rows0, rows1, hidden, top_k, local_experts, num_ranks, rank_major}. Returns
+// {tokens, scales, topk_idx, topk_weights, counters}; scales / topk_* are empty when not made;
+// counters is int32 [2L + R + 1]: expert counters, source-rank counters, expert offsets, total.
+std::vector<at::Tensor> epDispatch(int64_t handle, const at::Tensor& state, const at::Tensor& x,
+                                   const std::optional<at::Tensor>& topk_weights,
+                                   at::IntArrayRef dims, bool fp8, bool round_scales,
+                                   bool send_only) {
   (void)state;
-  EpTensor xt(x, "x"), ot(out_tokens, "out_tokens"), ec(expert_counters, "expert_counters"),
-      sc(src_rank_counters, "src_rank_counters"), eo(expert_offsets, "expert_offsets"),
-      rt(recv_total, "recv_total");
+  TORCH_CHECK(dims.size() == 7, "epyard EP: ep_dispatch needs 7 dims, got ", dims.size());
+  const int64_t d0 = dims[0], d1 = dims[1], hidden = dims[2], top_k = dims[3], L = dims[4],
+                R = dims[5];
+  const bool rank_major = dims[6] != 0;
+  const auto opts = x.options();
+  at::Tensor tokens = at::empty({d0, d1, hidden}, opts.dtype(fp8 ? at::kFloat8_e4m3fn : at::kBFloat16));
+  at::Tensor scales = at::empty({fp8 ? d0 : 0, d1, hidden / 128}, opts.dtype(at::kFloat));
+  at::Tensor idx = at::empty({rank_major ? d0 : 0, d1, top_k}, opts.dtype(at::kLong));
+  const bool with_w = rank_major && topk_weights.has_value();
+  at::Tensor w_out = at::empty({with_w ? d0 : 0, d1, top_k}, opts.dtype(at::kFloat));
+  at::Tensor counters = at::empty({2 * L + R + 1}, opts.dtype(at::kInt));
+  EpTensor xt(x, "x"), ot(tokens, "out_tokens");
   std::optional<EpTensor> w, os, oi, ow;
   if (topk_weights) w.emplace(*topk_weights, "topk_weights");
-  if (out_scales) os.emplace(*out_scales, "out_scales");
-  if (out_topk_idx) oi.emplace(*out_topk_idx, "out_topk_idx");
-  if (out_topk_weights) ow.emplace(*out_topk_weights, "out_topk_weights");
+  if (fp8) os.emplace(scales, "out_scales");
+  if (rank_major) oi.emplace(idx, "out_topk_idx");
+  if (with_w) ow.emplace(w_out, "out_topk_weights");
+  int32_t* c = counters.data_ptr<int32_t>();
+  RawTensor ec(c, ncclInt32, L), sc(c + L, ncclInt32, R), eo(c + L + R, ncclInt32, L),
+      rt(c + 2 * L + R, ncclInt32, 1);
   ncclEpDispatchInputs_t in = NCCL_EP_DISPATCH_INPUTS_INIT;
   in.tokens = &xt.t;
   in.topk_weights = w ? &w->t : nullptr;
@@ -94,10 +120,14 @@ void epDispatch(int64_t handle, const at::Tensor& state, const at::Tensor& x,
   cfg.send_only = send_only;
   check(ncclEpDispatch(handleOf(handle), &in, &out, &info, &cfg, at::cuda::getCurrentCUDAStream()),
         nullptr, "ncclEpDispatch");
+  return {tokens, scales, idx, w_out, counters};
 }
 
-void epCombine(int64_t handle, const at::Tensor& x, const std::optional<at::Tensor>& topk_weights,
-               const at::Tensor& out, bool send_only) {
+at::Tensor epCombine(int64_t handle, const at::Tensor& state, const at::Tensor& x,
+                     const std::optional<at::Tensor>& topk_weights, int64_t num_tokens,
+                     bool send_only) {
+  (void)state;
+  at::Tensor out = at::empty({num_tokens, x.size(-1)}, x.options().dtype(at::kBFloat16));
   EpTensor xt(x, "x"), ot(out, "out");
   std::optional<EpTensor> w;
   if (topk_weights) w.emplace(*topk_weights, "topk_weights");
@@ -110,6 +140,7 @@ void epCombine(int64_t handle, const at::Tensor& x, const std::optional<at::Tens
   cfg.send_only = send_only;
   check(ncclEpCombine(handleOf(handle), &in, &o, &cfg, at::cuda::getCurrentCUDAStream()), nullptr,
         "ncclEpCombine");
+  return out;
 }
 
 void epComplete(int64_t handle, const at::Tensor& stream_anchor) {
@@ -161,14 +192,29 @@ void epHandleDestroy(int64_t handle) {
 
 }  // namespace epyard::c10d_backend
 
+namespace epyard::c10d_backend {
+
+void bindEpOps(pybind11::module& m) {
+  // The eager path of epyard.ep (the same functions as the torch ops, without the dispatcher).
+  m.def("ep_dispatch", [](int64_t handle, const at::Tensor& state, const at::Tensor& x,
+                          const std::optional<at::Tensor>& w, std::vector<int64_t> dims, bool fp8,
+                          bool round_scales, bool send_only) {
+    return epDispatch(handle, state, x, w, dims, fp8, round_scales, send_only);
+  });
+  m.def("ep_combine", &epCombine);
+  m.def("ep_update", &epUpdate);
+}
+
+}  // namespace epyard::c10d_backend
+
 TORCH_LIBRARY(epyard, m) {
   m.def("ep_update(int handle, Tensor topk_idx, Tensor(a!) state) -> ()");
   m.def(
-      "ep_dispatch(int handle, Tensor state, Tensor x, Tensor? topk_weights, Tensor(a!) out_tokens, "
-      "Tensor(b!)? out_scales, Tensor(c!)? out_topk_idx, Tensor(d!)? out_topk_weights, "
-      "Tensor(e!) expert_counters, Tensor(f!) src_rank_counters, Tensor(g!) expert_offsets, "
-      "Tensor(h!) recv_total, bool round_scales, bool send_only) -> ()");
-  m.def("ep_combine(int handle, Tensor x, Tensor? topk_weights, Tensor(a!) out, bool send_only) -> ()");
+      "ep_dispatch(int handle, Tensor(a!) state, Tensor x, Tensor? topk_weights, int[] dims, "
+      "bool fp8, bool round_scales, bool send_only) -> Tensor[]");
+  m.def(
+      "ep_combine(int handle, Tensor state, Tensor x, Tensor? topk_weights, int num_tokens, "
+      "bool send_only) -> Tensor");
   m.def("ep_complete(int handle, Tensor(a!) anchor) -> ()");
 }
 

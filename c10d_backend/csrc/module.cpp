@@ -6,6 +6,8 @@
 
 namespace epyard::c10d_backend {
 void bindReference(pybind11::module& m);
+void bindBench(pybind11::module& m);
+void bindEpOps(pybind11::module& m);
 }
 #include "process_group.hpp"
 
@@ -19,6 +21,8 @@ PYBIND11_MODULE(_C, m) {
   m.def("ep_handle_create", &epyard::c10d_backend::epHandleCreate);
   m.def("ep_handle_destroy", &epyard::c10d_backend::epHandleDestroy);
   epyard::c10d_backend::bindReference(m);
+  epyard::c10d_backend::bindBench(m);
+  epyard::c10d_backend::bindEpOps(m);
   m.def("nccl_version", [] {
     int v = 0;
     ncclGetVersion(&v);

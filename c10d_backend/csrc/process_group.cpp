@@ -76,8 +76,12 @@ void ProcessGroupEpyard::watch() {
 c10::intrusive_ptr<::c10d::Work> ProcessGroupEpyard::run(::c10d::OpType type, const char* name,
                                                          std::vector<at::Tensor> outputs,
                                                          std::vector<at::Tensor> inputs,
-                                                         const Launch& launch, bool blocking) {
+                                                         const Launch& launch, bool blocking,
+                                                         bool after_nccl) {
   TORCH_CHECK(!outputs.empty() || !inputs.empty(), "epyard: ", name, " got no tensors");
+  TORCH_CHECK(!coalescing_ || !(blocking || after_nccl), "epyard: ", name,
+              " cannot run inside a coalescing block (torch's _coalescing_manager); call it "
+              "outside, or use the *_into_tensor / *_tensor form");
   const at::Tensor& first = !inputs.empty() ? inputs.front() : outputs.front();
   for (const at::Tensor& t : inputs) checkTensor(t, name);
   for (const at::Tensor& t : outputs) checkTensor(t, name);
@@ -88,6 +92,15 @@ c10::intrusive_ptr<::c10d::Work> ProcessGroupEpyard::run(::c10d::OpType type, co
     TORCH_CHECK(t.device() == first.device(), "epyard: ", name, " needs all tensors on one device");
   c10::cuda::CUDAGuard guard(device);
   std::shared_ptr<DeviceComm> dc = comms_.get(device);
+  TORCH_CHECK(!coalescing_ || coalesced_dc_ == nullptr || coalesced_dc_ == dc, "epyard: ", name,
+              " on cuda:", int(device), " inside a coalescing block that began on cuda:",
+              coalesced_dc_ ? int(coalesced_dc_->device) : -1, "; one block, one device");
+  // A coalesced block's NCCL group opens at its first call, once the communicator exists (a
+  // communicator created inside a group would only be initialised at the group's end).
+  if (coalescing_ && coalesced_dc_ == nullptr) {
+    EPYARD_NCCL(dc->comm, ncclGroupStart());
+    coalesced_dc_ = dc;
+  }
   // The group's stream waits for what the caller queued before this call.
   at::cuda::CUDAEvent ready;
   ready.record(c10::cuda::getCurrentCUDAStream(device));
@@ -97,6 +110,14 @@ c10::intrusive_ptr<::c10d::Work> ProcessGroupEpyard::run(::c10d::OpType type, co
   {
     c10::cuda::CUDAStreamGuard stream_guard(dc->stream);
     launch(dc->comm, dc->stream.stream());
+  }
+  if (coalescing_) {  // queued in the NCCL group: finished by endCoalescing
+    coalesced_outputs_.insert(coalesced_outputs_.end(), outputs.begin(), outputs.end());
+    coalesced_inputs_.insert(coalesced_inputs_.end(), inputs.begin(), inputs.end());
+    auto work = c10::make_intrusive<WorkEpyard>(rank_, type, name, dc, std::move(outputs),
+                                                std::move(inputs), timeout_, false);
+    coalesced_works_.push_back(work);
+    return work;
   }
   auto work = c10::make_intrusive<WorkEpyard>(rank_, type, name, dc, std::move(outputs),
                                               std::move(inputs), timeout_, blocking);
@@ -163,7 +184,7 @@ c10::intrusive_ptr<::c10d::Work> ProcessGroupEpyard::allgather(std::vector<std::
     at::Tensor flat = at::empty({in.numel() * getSize()}, in.options());
     EPYARD_NCCL(c, ncclAllGather(in.data_ptr(), flat.data_ptr(), in.numel(), toNcclType(in, "allgather"), c, s));
     for (int r = 0; r < getSize(); ++r) outs[r].copy_(flat.narrow(0, r * in.numel(), in.numel()).view_as(outs[r]));
-  });
+  }, /*blocking=*/false, /*after_nccl=*/true);
 }
 
 c10::intrusive_ptr<::c10d::Work> ProcessGroupEpyard::allgather_into_tensor_coalesced(
@@ -302,6 +323,47 @@ c10::intrusive_ptr<::c10d::Work> ProcessGroupEpyard::recv(std::vector<at::Tensor
   return run(::c10d::OpType::RECV, "recv", {t}, {}, [&](ncclComm_t c, cudaStream_t s) {
     EPYARD_NCCL(c, ncclRecv(t.data_ptr(), t.numel(), toNcclType(t, "recv"), src_rank, c, s));
   });
+}
+
+c10::intrusive_ptr<::c10d::Work> ProcessGroupEpyard::allreduce_coalesced(
+    std::vector<at::Tensor>& tensors, const ::c10d::AllreduceCoalescedOptions& opts) {
+  std::vector<ncclRedOp_t> ops;
+  for (const at::Tensor& t : tensors) ops.push_back(toNcclOp(opts.reduceOp, t, "allreduce_coalesced"));
+  std::vector<at::Tensor> ts = tensors;
+  return run(::c10d::OpType::COALESCED, "allreduce_coalesced", ts, {}, [&](ncclComm_t c, cudaStream_t s) {
+    EPYARD_NCCL(c, ncclGroupStart());
+    for (size_t i = 0; i < ts.size(); ++i)
+      EPYARD_NCCL(c, ncclAllReduce(ts[i].data_ptr(), ts[i].data_ptr(), ts[i].numel(),
+                                   toNcclType(ts[i], "allreduce_coalesced"), ops[i], c, s));
+    EPYARD_NCCL(c, ncclGroupEnd());
+  });
+}
+
+void ProcessGroupEpyard::startCoalescing() {
+  TORCH_CHECK(!coalescing_, "epyard: startCoalescing inside a coalescing block (they do not nest)");
+  coalescing_ = true;  // the NCCL group opens at the block's first call
+}
+
+c10::intrusive_ptr<::c10d::Work> ProcessGroupEpyard::endCoalescing() {
+  TORCH_CHECK(coalescing_, "epyard: endCoalescing without startCoalescing");
+  coalescing_ = false;
+  std::shared_ptr<DeviceComm> dc = std::move(coalesced_dc_);
+  std::vector<c10::intrusive_ptr<WorkEpyard>> works = std::move(coalesced_works_);
+  std::vector<at::Tensor> outputs = std::move(coalesced_outputs_), inputs = std::move(coalesced_inputs_);
+  coalesced_dc_ = nullptr;
+  coalesced_works_.clear();
+  coalesced_outputs_.clear();
+  coalesced_inputs_.clear();
+  if (dc == nullptr) return nullptr;  // nothing was queued (as ProcessGroupNCCL)
+  EPYARD_NCCL(dc->comm, ncclGroupEnd());  // launches everything queued
+  c10::cuda::CUDAGuard guard(dc->device);
+  auto all = c10::make_intrusive<WorkEpyard>(rank_, ::c10d::OpType::COALESCED, "coalesced block", dc,
+                                             std::move(outputs), std::move(inputs), timeout_, false);
+  all->finish();
+  for (auto& w : works) w->finish();
+  std::lock_guard<std::mutex> lock(works_mu_);
+  works_.push_back(all);
+  return all;
 }
 
 c10::intrusive_ptr<::c10d::Work> ProcessGroupEpyard::barrier(const ::c10d::BarrierOptions& opts) {

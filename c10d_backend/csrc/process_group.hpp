@@ -62,7 +62,16 @@ class ProcessGroupEpyard : public ::c10d::Backend {
                                         int tag) override;
   c10::intrusive_ptr<::c10d::Work> recv(std::vector<at::Tensor>& tensors, int src_rank,
                                         int tag) override;
+  c10::intrusive_ptr<::c10d::Work> allreduce_coalesced(
+      std::vector<at::Tensor>& tensors, const ::c10d::AllreduceCoalescedOptions& opts) override;
   c10::intrusive_ptr<::c10d::Work> barrier(const ::c10d::BarrierOptions& opts) override;
+
+  // Coalescing (torch's _coalescing_manager, batch_isend_irecv): the calls between start and
+  // end go into one NCCL group; each returns a Work that completes with the group, and
+  // endCoalescing returns one Work for all of them (none when no call was made).
+  bool supportsCoalescing() const override { return true; }
+  void startCoalescing() override;
+  c10::intrusive_ptr<::c10d::Work> endCoalescing() override;
 
   // The NCCL communicator of `device` (the EP module builds its groups on it).
   ncclComm_t commFor(c10::DeviceIndex device) { return comms_.get(device)->comm; }
@@ -72,10 +81,12 @@ class ProcessGroupEpyard : public ::c10d::Backend {
   using Launch = std::function<void(ncclComm_t, cudaStream_t)>;
   // Checks the tensors, orders the group's stream after the caller's current stream, runs
   // `launch`, and returns the Work covering it.
+  // `after_nccl`: the launch queues work behind its NCCL call (copies out of a staging
+  // buffer), which cannot be inside a coalesced NCCL group.
   c10::intrusive_ptr<::c10d::Work> run(::c10d::OpType type, const char* name,
                                        std::vector<at::Tensor> outputs,
                                        std::vector<at::Tensor> inputs, const Launch& launch,
-                                       bool blocking = false);
+                                       bool blocking = false, bool after_nccl = false);
   void watch();
 
   std::chrono::milliseconds timeout_;
@@ -85,6 +96,11 @@ class ProcessGroupEpyard : public ::c10d::Backend {
   std::thread watchdog_;
   std::condition_variable stop_cv_;
   bool stop_ = false;
+  // Coalescing state (the caller's thread only, as in torch).
+  bool coalescing_ = false;
+  std::shared_ptr<DeviceComm> coalesced_dc_;
+  std::vector<c10::intrusive_ptr<WorkEpyard>> coalesced_works_;
+  std::vector<at::Tensor> coalesced_outputs_, coalesced_inputs_;
 };
 
 }  // namespace epyard::c10d_backend

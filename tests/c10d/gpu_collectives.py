@@ -104,6 +104,24 @@ def check_coalesced_p2p_barrier():
         ref = torch.empty_like(o)
         dist.all_gather_into_tensor(ref, i, group=NC)
         same(o, ref, "coalesced all_gather_into_tensor")
+    sums = [data((10,), torch.float32, 25 + i) for i in range(3)]
+    refs = [x.clone() for x in sums]
+    with dist._coalescing_manager(group=EP, device=DEV, async_ops=True) as cm:
+        for x in sums:
+            dist.all_reduce(x, group=EP)
+    cm.wait()
+    for x, r in zip(sums, refs):
+        dist.all_reduce(r, group=NC)
+        same(x, r, "coalesced all_reduce")
+    # batch_isend_irecv (one coalesced NCCL group): a ring, each rank sends to the next.
+    send = data((32,), torch.float32, 40)
+    got = torch.empty_like(send)
+    ops = [dist.P2POp(dist.isend, send, (RANK + 1) % WORLD, group=EP),
+           dist.P2POp(dist.irecv, got, (RANK - 1) % WORLD, group=EP)]
+    for w in dist.batch_isend_irecv(ops):
+        w.wait()
+    g = torch.Generator().manual_seed(40 * 131 + (RANK - 1) % WORLD)
+    same(got, torch.randint(0, 8, (32,), generator=g).float().to(DEV), "batch_isend_irecv ring")
     t = data((64,), torch.float32, 30)
     if RANK % 2 == 0 and RANK + 1 < WORLD:
         dist.send(t, RANK + 1, group=EP)
@@ -113,7 +131,7 @@ def check_coalesced_p2p_barrier():
         g = torch.Generator().manual_seed(30 * 131 + RANK - 1)
         same(got, torch.randint(0, 8, (64,), generator=g).float().to(DEV), "send/recv")
     dist.barrier(group=EP)
-    print(f"[rank {RANK}] PASS coalesced, send/recv, barrier", flush=True)
+    print(f"[rank {RANK}] PASS coalesced (all_gather, all_reduce, batch_isend_irecv), send/recv, barrier", flush=True)
 
 
 def check_errors():

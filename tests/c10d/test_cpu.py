@@ -63,14 +63,48 @@ def test_unsupported_collective_is_named(group):
         backend.gather([[torch.ones(2)]], [torch.ones(2)])
 
 
-def test_ep_ops_are_registered_with_meta_kernels():
+def test_coalescing_blocks_open_close_and_do_not_nest(group):
+    _init("cpu:gloo,cuda:epyard")
+    backend = _epyard_backend()
+    assert backend.supports_coalescing
+    backend._start_coalescing()
+    with pytest.raises(RuntimeError, match="do not nest"):
+        backend._start_coalescing()
+    assert backend._end_coalescing() is None  # nothing was queued: no Work, as ProcessGroupNCCL
+    with pytest.raises(RuntimeError, match="without startCoalescing"):
+        backend._end_coalescing()
+
+
+def test_ep_ops_are_registered_with_fake_kernels_that_give_the_output_shapes():
     import epyard.ep  # noqa: F401
     for name in ("ep_update", "ep_dispatch", "ep_combine", "ep_complete"):
         assert hasattr(torch.ops.epyard, name)
-    # The Meta kernel accepts the op on meta tensors (what torch.compile traces with).
-    x = torch.empty(4, 128, dtype=torch.bfloat16, device="meta")
-    out = torch.empty(4, 128, dtype=torch.bfloat16, device="meta")
-    torch.ops.epyard.ep_combine(0, x, None, out, False)
+    # On meta tensors (what torch.compile traces with) the ops give the outputs' shapes.
+    L, R, B, H, K = 4, 2, 8, 256, 3
+    x = torch.empty(5, H, dtype=torch.bfloat16, device="meta")
+    state = torch.empty(1, dtype=torch.int32, device="meta")
+    w = torch.empty(5, K, device="meta")
+    tokens, scales, idx, wo, counters = torch.ops.epyard.ep_dispatch(
+        0, state, x, w, [L, R * B, H, K, L, R, 0], True, True, False)
+    assert tokens.shape == (L, R * B, H) and tokens.dtype == torch.float8_e4m3fn
+    assert scales.shape == (L, R * B, H // 128) and idx.numel() == 0 and wo.numel() == 0
+    assert counters.shape == (2 * L + R + 1,) and counters.dtype == torch.int32
+    tokens, scales, idx, wo, _ = torch.ops.epyard.ep_dispatch(
+        0, state, x, w, [R, B, H, K, L, R, 1], False, False, False)
+    assert tokens.dtype == torch.bfloat16 and scales.numel() == 0
+    assert idx.shape == (R, B, K) and idx.dtype == torch.int64 and wo.shape == (R, B, K)
+    y = torch.ops.epyard.ep_combine(0, state, tokens, None, 5, False)
+    assert y.shape == (5, H) and y.dtype == torch.bfloat16
+
+
+def test_dispatch_output_counters_are_views_of_one_tensor():
+    from epyard.ep import DispatchOutput
+    L, R = 3, 2
+    out = DispatchOutput(None, None, None, None, torch.arange(2 * L + R + 1, dtype=torch.int32), L, R)
+    assert out.expert_counters.tolist() == [0, 1, 2]
+    assert out.src_rank_counters.tolist() == [3, 4]
+    assert out.expert_offsets.tolist() == [5, 6, 7]
+    assert out.recv_total.tolist() == [8]
 
 
 def test_ep_modes_not_available_raise(group):

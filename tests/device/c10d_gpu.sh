@@ -2,8 +2,9 @@
 # Builds the epyard Python package against the device's torch (/opt/torch/.venv) and runs its GPU
 # checks with torchrun: every collective against ProcessGroupNCCL, DDP, errors, epyard.ep against
 # the CPU reference with graph replay and torch.compile (all GPUs, then 2), and a dead rank.
-# Usage (inside a `device` run, repo root): bash tests/device/c10d_gpu.sh [build]
-# ("build" only builds, e.g. in the background while other GPU work runs). C10D_TIMEOUT: seconds
+# Usage (inside a `device` run, repo root): bash tests/device/c10d_gpu.sh [build|test|perf]...
+# (default "test perf"; "build" alone only builds, e.g. in the background while other GPU work
+# runs; perf: perf/torch_perf.py on all GPUs, PERF_ARGS passed on). C10D_TIMEOUT: seconds
 # per torchrun of the collective and EP checks (default 150); C10D_RANKS: rank counts (default:
 # all GPUs, then 2).
 # Carry .deps. Logs in $OUT.
@@ -14,9 +15,10 @@ cmake -S . -B build-py -G Ninja -DCMAKE_BUILD_TYPE=Release -DEPYARD_WERROR=OFF -
   -DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc -DPython3_EXECUTABLE=$PY >"$OUT/build_py.log" 2>&1 &&
   ninja -C build-py epyard_torch >>"$OUT/build_py.log" 2>&1 || { log "build failed"; tail -30 "$OUT/build_py.log"; exit 1; }
 log "build ok"
-[ "${1:-}" = build ] && exit 0
+steps=" ${*:-test perf} "
 export PYTHONPATH=$PWD/build-py/python
 ngpu=$(nvidia-smi -L | wc -l)
+if [[ $steps == *" test "* ]]; then
 for n in ${C10D_RANKS:-$ngpu 2}; do
   log "gpu_collectives.py on $n ranks"
   timeout ${C10D_TIMEOUT:-150} $PY -m torch.distributed.run --nproc-per-node "$n" tests/c10d/gpu_collectives.py \
@@ -32,4 +34,11 @@ done
 log "gpu_dead_rank.py on 2 ranks"
 timeout 120 $PY -m torch.distributed.run --nproc-per-node 2 tests/c10d/gpu_dead_rank.py >"$OUT/c10d_dead.log" 2>&1
 grep -a -E "PASS|FAIL|exiting" "$OUT/c10d_dead.log" | tee -a "$OUT/summary.txt"
+fi
+if [[ $steps == *" perf "* ]]; then
+  log "torch_perf.py on $ngpu ranks ${PERF_ARGS:-}"
+  timeout 300 $PY -m torch.distributed.run --nproc-per-node "$ngpu" perf/torch_perf.py ${PERF_ARGS:-} \
+    >"$OUT/torch_perf.log" 2>&1; log "exit $?"
+  grep -a -E "^#|^  " "$OUT/torch_perf.log" | tee -a "$OUT/summary.txt"
+fi
 log done

@@ -8,11 +8,10 @@
     y = handle.combine(expert_out, topk_weights)       # bf16 [T, H]
 
 Low-latency mode only for now; algorithm="high_throughput" raises. The work runs on the
-current CUDA stream through torch.library ops (epyard::ep_*), with Meta kernels so
-torch.compile traces them and CUDA graphs capture update + dispatch + combine.
+current CUDA stream. Eager calls go straight to the C++ functions (a few microseconds of
+Python per call); under torch.compile the same functions run as torch.library ops
+(epyard::ep_*) with fake kernels for tracing. CUDA graphs capture update + dispatch + combine.
 """
-from dataclasses import dataclass
-from typing import Optional
 
 import torch
 import torch.distributed as dist
@@ -22,16 +21,39 @@ from . import _C
 __all__ = ["Group", "Handle", "DispatchOutput"]
 
 
-@dataclass
 class DispatchOutput:
-    tokens: torch.Tensor                   # expert-major [L, R*B, H]; rank-major [R, B, H]
-    scales: Optional[torch.Tensor]         # float32 [..., H/128] when fp8
-    topk_idx: Optional[torch.Tensor]       # rank-major: int64 [R, B, K] local ids, -1 elsewhere
-    topk_weights: Optional[torch.Tensor]   # rank-major: float32 [R, B, K]
-    expert_counters: torch.Tensor          # int32 [L]: valid rows per local expert
-    src_rank_counters: torch.Tensor        # int32 [R]: tokens from each rank
-    expert_offsets: torch.Tensor           # int32 [L]
-    recv_total: torch.Tensor               # int32 [1]
+    """What dispatch returns. The counters share one int32 tensor; each is a view made on use."""
+
+    __slots__ = ("tokens", "scales", "topk_idx", "topk_weights", "counters", "_l", "_r")
+
+    def __init__(self, tokens, scales, topk_idx, topk_weights, counters, local_experts, num_ranks):
+        self.tokens = tokens                  # expert-major [L, R*B, H]; rank-major [R, B, H]
+        self.scales = scales                  # float32 [..., H/128] when fp8, else None
+        self.topk_idx = topk_idx              # rank-major: int64 [R, B, K] local ids, -1 elsewhere
+        self.topk_weights = topk_weights      # rank-major with weights: float32 [R, B, K]
+        self.counters = counters              # int32 [2L + R + 1], the four below in a row
+        self._l, self._r = local_experts, num_ranks
+
+    @property
+    def expert_counters(self):                # int32 [L]: valid rows per local expert
+        return self.counters[: self._l]
+
+    @property
+    def src_rank_counters(self):              # int32 [R]: tokens from each rank
+        return self.counters[self._l: self._l + self._r]
+
+    @property
+    def expert_offsets(self):                 # int32 [L]
+        return self.counters[self._l + self._r: 2 * self._l + self._r]
+
+    @property
+    def recv_total(self):                     # int32 [1]
+        return self.counters[2 * self._l + self._r:]
+
+
+def _eager():
+    """Eager calls go straight to the C++ functions; traced ones through torch.ops."""
+    return not torch.compiler.is_compiling()
 
 
 class Group:
@@ -93,7 +115,8 @@ class Handle:
         if topk_idx.dim() != 2 or topk_idx.size(1) != self.top_k:
             raise ValueError(f"epyard.ep: topk_idx must be [tokens, {self.top_k}], got {list(topk_idx.shape)}")
         self.num_tokens = topk_idx.size(0)
-        torch.ops.epyard.ep_update(self._id, topk_idx.to(torch.int64).contiguous(), self._state)
+        op = _C.ep_update if _eager() else torch.ops.epyard.ep_update
+        op(self._id, topk_idx.to(torch.int64).contiguous(), self._state)
 
     def _rows(self):
         g = self.group
@@ -102,31 +125,23 @@ class Handle:
     def dispatch(self, x, topk_weights=None, *, fp8=False, round_scales=False, send_only=False):
         if self.num_tokens is None:
             raise RuntimeError("epyard.ep: call update(topk_idx) before dispatch")
-        g, (d0, d1) = self.group, self._rows()
-        dev, hidden = x.device, x.size(-1)
-        i32 = dict(dtype=torch.int32, device=dev)
-        out = DispatchOutput(
-            tokens=torch.empty(d0, d1, hidden, dtype=torch.float8_e4m3fn if fp8 else torch.bfloat16, device=dev),
-            scales=torch.empty(d0, d1, hidden // 128, dtype=torch.float32, device=dev) if fp8 else None,
-            topk_idx=torch.empty(d0, d1, self.top_k, dtype=torch.int64, device=dev) if self.rank_major else None,
-            topk_weights=(torch.empty(d0, d1, self.top_k, dtype=torch.float32, device=dev)
-                          if self.rank_major and topk_weights is not None else None),
-            expert_counters=torch.empty(g.local_experts, **i32),
-            src_rank_counters=torch.empty(g.num_ranks, **i32),
-            expert_offsets=torch.empty(g.local_experts, **i32),
-            recv_total=torch.empty(1, **i32))
-        torch.ops.epyard.ep_dispatch(self._id, self._state, x, topk_weights, out.tokens, out.scales,
-                                     out.topk_idx, out.topk_weights, out.expert_counters,
-                                     out.src_rank_counters, out.expert_offsets, out.recv_total,
-                                     round_scales, send_only)
-        self._pending = out.tokens if send_only else None
+        g = self.group
+        dims = [*self._rows(), x.size(-1), self.top_k, g.local_experts, g.num_ranks, int(self.rank_major)]
+        op = _C.ep_dispatch if _eager() else torch.ops.epyard.ep_dispatch
+        tokens, scales, idx, w, counters = op(self._id, self._state, x, topk_weights, dims, fp8,
+                                              round_scales, send_only)
+        out = DispatchOutput(tokens, scales if fp8 else None, idx if self.rank_major else None,
+                             w if self.rank_major and topk_weights is not None else None,
+                             counters, g.local_experts, g.num_ranks)
+        self._pending = tokens if send_only else None
         return out
 
     def combine(self, expert_out, topk_weights=None, *, send_only=False):
         if self.num_tokens is None:
             raise RuntimeError("epyard.ep: call update() and dispatch() before combine")
-        out = torch.empty(self.num_tokens, expert_out.size(-1), dtype=torch.bfloat16, device=expert_out.device)
-        torch.ops.epyard.ep_combine(self._id, expert_out, None if self.rank_major else topk_weights, out, send_only)
+        op = _C.ep_combine if _eager() else torch.ops.epyard.ep_combine
+        out = op(self._id, self._state, expert_out, None if self.rank_major else topk_weights,
+                 self.num_tokens, send_only)
         self._pending = out if send_only else None
         return out
 
@@ -144,6 +159,22 @@ class Handle:
             self._id = 0
 
 
-# Meta kernels: shapes are decided by the Python API, the ops only write into given tensors.
-for _name in ("ep_update", "ep_dispatch", "ep_combine", "ep_complete"):
+# Fake (Meta) kernels: the shapes torch.compile traces with.
+@torch.library.register_fake("epyard::ep_dispatch")
+def _dispatch_fake(handle, state, x, topk_weights, dims, fp8, round_scales, send_only):
+    d0, d1, hidden, top_k, local_experts, num_ranks, rank_major = dims
+    with_w = rank_major and topk_weights is not None
+    return [x.new_empty(d0, d1, hidden, dtype=torch.float8_e4m3fn if fp8 else torch.bfloat16),
+            x.new_empty(d0 if fp8 else 0, d1, hidden // 128, dtype=torch.float32),
+            x.new_empty(d0 if rank_major else 0, d1, top_k, dtype=torch.int64),
+            x.new_empty(d0 if with_w else 0, d1, top_k, dtype=torch.float32),
+            x.new_empty(2 * local_experts + num_ranks + 1, dtype=torch.int32)]
+
+
+@torch.library.register_fake("epyard::ep_combine")
+def _combine_fake(handle, state, x, topk_weights, num_tokens, send_only):
+    return x.new_empty(num_tokens, x.size(-1), dtype=torch.bfloat16)
+
+
+for _name in ("ep_update", "ep_complete"):
     torch.library.register_fake(f"epyard::{_name}")(lambda *args, **kwargs: None)
