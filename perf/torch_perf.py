@@ -9,10 +9,11 @@ Time = CUDA events around --iters back-to-back calls, the slowest rank's. Bus ba
 nccl-tests: all_reduce bytes/t x 2(n-1)/n, all-to-all bytes/t x (n-1)/n.
 
 Table 2, EP (low latency, 128 tokens per rank, hidden 7168, top-8, 256 experts, FP8 dispatch,
-BF16 combine): host microseconds to issue one dispatch + combine through epyard.ep (Python)
-and through the C API from a C++ loop (epyard._C.ep_c_api_issue_loop), --ep-iters calls each
-with the GPU busy behind them; the difference is the Python-level overhead. Also the GPU time
-per dispatch + combine of the Python loop (issue + drain)."""
+BF16 combine): host microseconds to issue one dispatch + combine through the C API from a C++
+loop (epyard._C.ep_c_api_issue_loop, outputs preallocated), through epyard.ep with new output
+tensors per call, and through epyard.ep with out= (reused outputs, like the C loop); --ep-iters
+calls each with the GPU busy behind them; the differences are the Python-level overhead. Also
+the GPU time per dispatch + combine of the Python loop (issue + drain)."""
 import argparse
 import os
 import time
@@ -84,13 +85,20 @@ def ep_overhead(iters):
     y = h.combine(expert_out, w)
     torch.cuda.synchronize()
 
-    def python_loop():
+    reuse, y_reuse = h.new_dispatch_output(H, fp8=True), torch.empty_like(y)
+
+    def python_loop(reuse_outputs):
         dist.barrier(group=NCCL, device_ids=[DEV.index])
         torch.cuda.synchronize()
         t0 = time.perf_counter()
-        for _ in range(iters):
-            h.dispatch(x, w, fp8=True, round_scales=True)
-            h.combine(expert_out, w)
+        if reuse_outputs:
+            for _ in range(iters):
+                h.dispatch(x, w, fp8=True, round_scales=True, out=reuse)
+                h.combine(expert_out, w, out=y_reuse)
+        else:
+            for _ in range(iters):
+                h.dispatch(x, w, fp8=True, round_scales=True)
+                h.combine(expert_out, w)
         t1 = time.perf_counter()
         torch.cuda.synchronize()
         return (t1 - t0) / iters, (time.perf_counter() - t0) / iters
@@ -100,18 +108,20 @@ def ep_overhead(iters):
         torch.cuda.synchronize()
         return _C.ep_c_api_issue_loop(h._id, x, w, out.tokens, out.scales, expert_out, y, WORLD, iters)
 
-    py, c, gpu = [], [], []
+    py, py_out, c, gpu = [], [], [], []
     for _ in range(3):
-        issue, total = python_loop()
+        issue, total = python_loop(False)
         py.append(issue)
         gpu.append(total)
+        py_out.append(python_loop(True)[0])
         c.append(c_loop())
-    py_us, c_us, gpu_us = (slowest(min(v)) * 1e6 for v in (py, c, gpu))
+    py_us, out_us, c_us, gpu_us = (slowest(min(v)) * 1e6 for v in (py, py_out, c, gpu))
     if RANK == 0:
         print(f"# EP low latency, {WORLD} ranks, {B} tokens, hidden {H}, top-{K}, {E} experts, FP8 dispatch / "
               f"BF16 combine; host us to issue one dispatch + combine, best of 3 x {iters} (slowest rank)")
-        print(f"  python (epyard.ep) {py_us:8.2f} | C API from C++ {c_us:8.2f} | python overhead "
-              f"{py_us - c_us:6.2f} | GPU us per dispatch+combine (python loop) {gpu_us:8.2f}", flush=True)
+        print(f"  C API from C++ {c_us:7.2f} | epyard.ep, new outputs {py_us:7.2f} (overhead {py_us - c_us:6.2f}) | "
+              f"epyard.ep, out= {out_us:7.2f} (overhead {out_us - c_us:6.2f}) | GPU us per dispatch+combine "
+              f"{gpu_us:7.2f}", flush=True)
     group.close()
 
 

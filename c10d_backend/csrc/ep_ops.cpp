@@ -1,9 +1,9 @@
 // EP from torch: epyard._C functions that create EP groups and handles on an epyard process
 // group's communicator, and torch.library ops (epyard::ep_update / ep_dispatch / ep_combine /
 // ep_complete) that run the C API on the current CUDA stream, so torch.compile can trace them
-// (Meta kernels are registered in epyard/ep.py) and CUDA graphs capture them. Dispatch and
-// combine allocate their outputs here; eager calls reach the same functions through pybind
-// (bindEpOps), skipping the dispatcher's few microseconds.
+// (fake kernels are registered in epyard/ep.py) and CUDA graphs capture them; the ops write
+// into outputs they are given. Eager calls reach the same code through pybind (bindEpOps),
+// skipping the dispatcher, with outputs allocated here or given (out=).
 #include <ATen/cuda/CUDAContext.h>
 #include <torch/csrc/utils/pybind.h>
 #include <torch/library.h>
@@ -74,31 +74,23 @@ struct RawTensor {
   }
 };
 
-// dims: {rows0, rows1, hidden, top_k, local_experts, num_ranks, rank_major}. Returns
-// {tokens, scales, topk_idx, topk_weights, counters}; scales / topk_* are empty when not made;
-// counters is int32 [2L + R + 1]: expert counters, source-rank counters, expert offsets, total.
-std::vector<at::Tensor> epDispatch(int64_t handle, const at::Tensor& state, const at::Tensor& x,
-                                   const std::optional<at::Tensor>& topk_weights,
-                                   at::IntArrayRef dims, bool fp8, bool round_scales,
-                                   bool send_only) {
-  (void)state;
-  TORCH_CHECK(dims.size() == 7, "epyard EP: ep_dispatch needs 7 dims, got ", dims.size());
-  const int64_t d0 = dims[0], d1 = dims[1], hidden = dims[2], top_k = dims[3], L = dims[4],
-                R = dims[5];
-  const bool rank_major = dims[6] != 0;
-  const auto opts = x.options();
-  at::Tensor tokens = at::empty({d0, d1, hidden}, opts.dtype(fp8 ? at::kFloat8_e4m3fn : at::kBFloat16));
-  at::Tensor scales = at::empty({fp8 ? d0 : 0, d1, hidden / 128}, opts.dtype(at::kFloat));
-  at::Tensor idx = at::empty({rank_major ? d0 : 0, d1, top_k}, opts.dtype(at::kLong));
-  const bool with_w = rank_major && topk_weights.has_value();
-  at::Tensor w_out = at::empty({with_w ? d0 : 0, d1, top_k}, opts.dtype(at::kFloat));
-  at::Tensor counters = at::empty({2 * L + R + 1}, opts.dtype(at::kInt));
+// Dispatch into given outputs (scales / topk_* may be undefined or empty: not asked for);
+// `counters` is int32 [2L + R + 1]: expert counters, source-rank counters, expert offsets, total.
+void dispatchInto(int64_t handle, const at::Tensor& x, const std::optional<at::Tensor>& topk_weights,
+                  const at::Tensor& tokens, const std::optional<at::Tensor>& scales,
+                  const std::optional<at::Tensor>& topk_idx,
+                  const std::optional<at::Tensor>& out_weights, const at::Tensor& counters,
+                  int64_t local_experts, int64_t num_ranks, bool round_scales, bool send_only) {
+  const int64_t L = local_experts, R = num_ranks;
+  TORCH_CHECK(counters.numel() == 2 * L + R + 1 && counters.scalar_type() == at::kInt,
+              "epyard EP: counters must be int32 [2 x local experts + ranks + 1]");
+  auto given = [](const std::optional<at::Tensor>& t) { return t.has_value() && t->numel() > 0; };
   EpTensor xt(x, "x"), ot(tokens, "out_tokens");
   std::optional<EpTensor> w, os, oi, ow;
   if (topk_weights) w.emplace(*topk_weights, "topk_weights");
-  if (fp8) os.emplace(scales, "out_scales");
-  if (rank_major) oi.emplace(idx, "out_topk_idx");
-  if (with_w) ow.emplace(w_out, "out_topk_weights");
+  if (given(scales)) os.emplace(*scales, "out_scales");
+  if (given(topk_idx)) oi.emplace(*topk_idx, "out_topk_idx");
+  if (given(out_weights)) ow.emplace(*out_weights, "out_topk_weights");
   int32_t* c = counters.data_ptr<int32_t>();
   RawTensor ec(c, ncclInt32, L), sc(c + L, ncclInt32, R), eo(c + L + R, ncclInt32, L),
       rt(c + 2 * L + R, ncclInt32, 1);
@@ -120,14 +112,43 @@ std::vector<at::Tensor> epDispatch(int64_t handle, const at::Tensor& state, cons
   cfg.send_only = send_only;
   check(ncclEpDispatch(handleOf(handle), &in, &out, &info, &cfg, at::cuda::getCurrentCUDAStream()),
         nullptr, "ncclEpDispatch");
-  return {tokens, scales, idx, w_out, counters};
 }
 
-at::Tensor epCombine(int64_t handle, const at::Tensor& state, const at::Tensor& x,
-                     const std::optional<at::Tensor>& topk_weights, int64_t num_tokens,
-                     bool send_only) {
+// The torch op (outputs given, state ordered after update): what torch.compile traces.
+void epDispatchOp(int64_t handle, const at::Tensor& state, const at::Tensor& x,
+                  const std::optional<at::Tensor>& topk_weights, const at::Tensor& tokens,
+                  const std::optional<at::Tensor>& scales, const std::optional<at::Tensor>& topk_idx,
+                  const std::optional<at::Tensor>& out_weights, const at::Tensor& counters,
+                  int64_t local_experts, int64_t num_ranks, bool round_scales, bool send_only) {
   (void)state;
-  at::Tensor out = at::empty({num_tokens, x.size(-1)}, x.options().dtype(at::kBFloat16));
+  dispatchInto(handle, x, topk_weights, tokens, scales, topk_idx, out_weights, counters,
+               local_experts, num_ranks, round_scales, send_only);
+}
+
+// Eager dispatch that allocates its outputs. dims: {rows0, rows1, hidden, top_k, local_experts,
+// num_ranks, rank_major}. Returns {tokens, scales or None, topk_idx or None, topk_weights or
+// None, counters}.
+pybind11::tuple dispatchNew(int64_t handle, const at::Tensor& x,
+                            const std::optional<at::Tensor>& topk_weights,
+                            const std::vector<int64_t>& dims, bool fp8, bool round_scales,
+                            bool send_only) {
+  TORCH_CHECK(dims.size() == 7, "epyard EP: dispatch needs 7 dims, got ", dims.size());
+  const int64_t d0 = dims[0], d1 = dims[1], hidden = dims[2], top_k = dims[3], L = dims[4], R = dims[5];
+  const bool rank_major = dims[6] != 0, with_w = rank_major && topk_weights.has_value();
+  const auto opts = x.options();
+  at::Tensor tokens = at::empty({d0, d1, hidden}, opts.dtype(fp8 ? at::kFloat8_e4m3fn : at::kBFloat16));
+  std::optional<at::Tensor> scales, idx, w_out;
+  if (fp8) scales = at::empty({d0, d1, hidden / 128}, opts.dtype(at::kFloat));
+  if (rank_major) idx = at::empty({d0, d1, top_k}, opts.dtype(at::kLong));
+  if (with_w) w_out = at::empty({d0, d1, top_k}, opts.dtype(at::kFloat));
+  at::Tensor counters = at::empty({2 * L + R + 1}, opts.dtype(at::kInt));
+  dispatchInto(handle, x, topk_weights, tokens, scales, idx, w_out, counters, L, R, round_scales,
+               send_only);
+  return pybind11::make_tuple(tokens, scales, idx, w_out, counters);
+}
+
+void combineInto(int64_t handle, const at::Tensor& x, const std::optional<at::Tensor>& topk_weights,
+                 const at::Tensor& out, bool send_only) {
   EpTensor xt(x, "x"), ot(out, "out");
   std::optional<EpTensor> w;
   if (topk_weights) w.emplace(*topk_weights, "topk_weights");
@@ -140,6 +161,12 @@ at::Tensor epCombine(int64_t handle, const at::Tensor& state, const at::Tensor& 
   cfg.send_only = send_only;
   check(ncclEpCombine(handleOf(handle), &in, &o, &cfg, at::cuda::getCurrentCUDAStream()), nullptr,
         "ncclEpCombine");
+}
+
+at::Tensor combineNew(int64_t handle, const at::Tensor& x, const std::optional<at::Tensor>& topk_weights,
+                      int64_t num_tokens, bool send_only) {
+  at::Tensor out = at::empty({num_tokens, x.size(-1)}, x.options().dtype(at::kBFloat16));
+  combineInto(handle, x, topk_weights, out, send_only);
   return out;
 }
 
@@ -195,14 +222,12 @@ void epHandleDestroy(int64_t handle) {
 namespace epyard::c10d_backend {
 
 void bindEpOps(pybind11::module& m) {
-  // The eager path of epyard.ep (the same functions as the torch ops, without the dispatcher).
-  m.def("ep_dispatch", [](int64_t handle, const at::Tensor& state, const at::Tensor& x,
-                          const std::optional<at::Tensor>& w, std::vector<int64_t> dims, bool fp8,
-                          bool round_scales, bool send_only) {
-    return epDispatch(handle, state, x, w, dims, fp8, round_scales, send_only);
-  });
-  m.def("ep_combine", &epCombine);
+  // The eager path of epyard.ep: the same functions as the torch ops, without the dispatcher.
   m.def("ep_update", &epUpdate);
+  m.def("ep_dispatch_new", &dispatchNew);
+  m.def("ep_dispatch_into", &dispatchInto);
+  m.def("ep_combine_new", &combineNew);
+  m.def("ep_combine_into", &combineInto);
 }
 
 }  // namespace epyard::c10d_backend
@@ -210,17 +235,17 @@ void bindEpOps(pybind11::module& m) {
 TORCH_LIBRARY(epyard, m) {
   m.def("ep_update(int handle, Tensor topk_idx, Tensor(a!) state) -> ()");
   m.def(
-      "ep_dispatch(int handle, Tensor(a!) state, Tensor x, Tensor? topk_weights, int[] dims, "
-      "bool fp8, bool round_scales, bool send_only) -> Tensor[]");
-  m.def(
-      "ep_combine(int handle, Tensor state, Tensor x, Tensor? topk_weights, int num_tokens, "
-      "bool send_only) -> Tensor");
+      "ep_dispatch(int handle, Tensor(a!) state, Tensor x, Tensor? topk_weights, "
+      "Tensor(b!) out_tokens, Tensor(c!)? out_scales, Tensor(d!)? out_topk_idx, "
+      "Tensor(e!)? out_topk_weights, Tensor(f!) counters, int local_experts, int num_ranks, "
+      "bool round_scales, bool send_only) -> ()");
+  m.def("ep_combine(int handle, Tensor x, Tensor? topk_weights, Tensor(a!) out, bool send_only) -> ()");
   m.def("ep_complete(int handle, Tensor(a!) anchor) -> ()");
 }
 
 TORCH_LIBRARY_IMPL(epyard, CUDA, m) {
   m.impl("ep_update", &epyard::c10d_backend::epUpdate);
-  m.impl("ep_dispatch", &epyard::c10d_backend::epDispatch);
-  m.impl("ep_combine", &epyard::c10d_backend::epCombine);
+  m.impl("ep_dispatch", &epyard::c10d_backend::epDispatchOp);
+  m.impl("ep_combine", &epyard::c10d_backend::combineInto);
   m.impl("ep_complete", &epyard::c10d_backend::epComplete);
 }

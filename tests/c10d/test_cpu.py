@@ -75,26 +75,21 @@ def test_coalescing_blocks_open_close_and_do_not_nest(group):
         backend._end_coalescing()
 
 
-def test_ep_ops_are_registered_with_fake_kernels_that_give_the_output_shapes():
+def test_ep_ops_are_registered_with_fake_kernels():
     import epyard.ep  # noqa: F401
     for name in ("ep_update", "ep_dispatch", "ep_combine", "ep_complete"):
         assert hasattr(torch.ops.epyard, name)
-    # On meta tensors (what torch.compile traces with) the ops give the outputs' shapes.
+    # On meta tensors (what torch.compile traces with) the ops accept their arguments.
     L, R, B, H, K = 4, 2, 8, 256, 3
-    x = torch.empty(5, H, dtype=torch.bfloat16, device="meta")
-    state = torch.empty(1, dtype=torch.int32, device="meta")
-    w = torch.empty(5, K, device="meta")
-    tokens, scales, idx, wo, counters = torch.ops.epyard.ep_dispatch(
-        0, state, x, w, [L, R * B, H, K, L, R, 0], True, True, False)
-    assert tokens.shape == (L, R * B, H) and tokens.dtype == torch.float8_e4m3fn
-    assert scales.shape == (L, R * B, H // 128) and idx.numel() == 0 and wo.numel() == 0
-    assert counters.shape == (2 * L + R + 1,) and counters.dtype == torch.int32
-    tokens, scales, idx, wo, _ = torch.ops.epyard.ep_dispatch(
-        0, state, x, w, [R, B, H, K, L, R, 1], False, False, False)
-    assert tokens.dtype == torch.bfloat16 and scales.numel() == 0
-    assert idx.shape == (R, B, K) and idx.dtype == torch.int64 and wo.shape == (R, B, K)
-    y = torch.ops.epyard.ep_combine(0, state, tokens, None, 5, False)
-    assert y.shape == (5, H) and y.dtype == torch.bfloat16
+    meta = dict(device="meta")
+    x = torch.empty(5, H, dtype=torch.bfloat16, **meta)
+    state = torch.empty(1, dtype=torch.int32, **meta)
+    tokens = torch.empty(L, R * B, H, dtype=torch.float8_e4m3fn, **meta)
+    scales = torch.empty(L, R * B, H // 128, **meta)
+    counters = torch.empty(2 * L + R + 1, dtype=torch.int32, **meta)
+    torch.ops.epyard.ep_dispatch(0, state, x, None, tokens, scales, None, None, counters, L, R, True, False)
+    y = torch.empty(5, H, dtype=torch.bfloat16, **meta)
+    torch.ops.epyard.ep_combine(0, tokens, None, y, False)
 
 
 def test_dispatch_output_counters_are_views_of_one_tensor():

@@ -8,9 +8,10 @@
     y = handle.combine(expert_out, topk_weights)       # bf16 [T, H]
 
 Low-latency mode only for now; algorithm="high_throughput" raises. The work runs on the
-current CUDA stream. Eager calls go straight to the C++ functions (a few microseconds of
-Python per call); under torch.compile the same functions run as torch.library ops
-(epyard::ep_*) with fake kernels for tracing. CUDA graphs capture update + dispatch + combine.
+current CUDA stream. Eager calls go straight to the C++ functions; under torch.compile the same
+code runs as torch.library ops (epyard::ep_*, which write into given outputs) with fake kernels
+for tracing. CUDA graphs capture update + dispatch + combine. dispatch(out=...) and
+combine(out=...) reuse output tensors (handle.new_dispatch_output) instead of allocating.
 """
 
 import torch
@@ -122,26 +123,60 @@ class Handle:
         g = self.group
         return (g.num_ranks, g.max_tokens) if self.rank_major else (g.local_experts, g.num_ranks * g.max_tokens)
 
-    def dispatch(self, x, topk_weights=None, *, fp8=False, round_scales=False, send_only=False):
+    def new_dispatch_output(self, hidden, *, fp8=False, with_weights=False, device=None):
+        """Output tensors for dispatch(out=...): reused, they save the allocations of each call
+        (the previous call's results are overwritten)."""
+        g, (d0, d1) = self.group, self._rows()
+        dev = device if device is not None else g.device
+        rm = self.rank_major
+        return DispatchOutput(
+            torch.empty(d0, d1, hidden, dtype=torch.float8_e4m3fn if fp8 else torch.bfloat16, device=dev),
+            torch.empty(d0, d1, hidden // 128, dtype=torch.float32, device=dev) if fp8 else None,
+            torch.empty(d0, d1, self.top_k, dtype=torch.int64, device=dev) if rm else None,
+            torch.empty(d0, d1, self.top_k, dtype=torch.float32, device=dev) if rm and with_weights else None,
+            torch.empty(2 * g.local_experts + g.num_ranks + 1, dtype=torch.int32, device=dev),
+            g.local_experts, g.num_ranks)
+
+    def dispatch(self, x, topk_weights=None, *, fp8=False, round_scales=False, send_only=False, out=None):
+        """Sends each token to its experts' ranks. Returns a DispatchOutput (new tensors, or
+        `out` from new_dispatch_output, written in place)."""
         if self.num_tokens is None:
             raise RuntimeError("epyard.ep: call update(topk_idx) before dispatch")
         g = self.group
-        dims = [*self._rows(), x.size(-1), self.top_k, g.local_experts, g.num_ranks, int(self.rank_major)]
-        op = _C.ep_dispatch if _eager() else torch.ops.epyard.ep_dispatch
-        tokens, scales, idx, w, counters = op(self._id, self._state, x, topk_weights, dims, fp8,
-                                              round_scales, send_only)
-        out = DispatchOutput(tokens, scales if fp8 else None, idx if self.rank_major else None,
-                             w if self.rank_major and topk_weights is not None else None,
-                             counters, g.local_experts, g.num_ranks)
-        self._pending = tokens if send_only else None
+        eager = _eager()
+        if out is None and eager:
+            dims = [*self._rows(), x.size(-1), self.top_k, g.local_experts, g.num_ranks, int(self.rank_major)]
+            out = DispatchOutput(*_C.ep_dispatch_new(self._id, x, topk_weights, dims, fp8, round_scales,
+                                                     send_only), g.local_experts, g.num_ranks)
+        else:
+            if out is None:
+                out = self.new_dispatch_output(x.size(-1), fp8=fp8, with_weights=topk_weights is not None,
+                                               device=x.device)
+            elif (out.scales is not None) != fp8:
+                raise ValueError(f"epyard.ep: out was made for fp8={not fp8}, this dispatch has fp8={fp8}")
+            args = (x, topk_weights, out.tokens, out.scales, out.topk_idx, out.topk_weights, out.counters,
+                    g.local_experts, g.num_ranks, round_scales, send_only)
+            if eager:
+                _C.ep_dispatch_into(self._id, *args)
+            else:
+                torch.ops.epyard.ep_dispatch(self._id, self._state, *args)
+        self._pending = out.tokens if send_only else None
         return out
 
-    def combine(self, expert_out, topk_weights=None, *, send_only=False):
+    def combine(self, expert_out, topk_weights=None, *, send_only=False, out=None):
+        """Brings the experts' rows back to their tokens: bf16 [T, H] (new, or `out`)."""
         if self.num_tokens is None:
             raise RuntimeError("epyard.ep: call update() and dispatch() before combine")
-        op = _C.ep_combine if _eager() else torch.ops.epyard.ep_combine
-        out = op(self._id, self._state, expert_out, None if self.rank_major else topk_weights,
-                 self.num_tokens, send_only)
+        w = None if self.rank_major else topk_weights
+        if _eager():
+            if out is None:
+                out = _C.ep_combine_new(self._id, expert_out, w, self.num_tokens, send_only)
+            else:
+                _C.ep_combine_into(self._id, expert_out, w, out, send_only)
+        else:
+            if out is None:
+                out = expert_out.new_empty(self.num_tokens, expert_out.size(-1), dtype=torch.bfloat16)
+            torch.ops.epyard.ep_combine(self._id, expert_out, w, out, send_only)
         self._pending = out if send_only else None
         return out
 
@@ -159,22 +194,6 @@ class Handle:
             self._id = 0
 
 
-# Fake (Meta) kernels: the shapes torch.compile traces with.
-@torch.library.register_fake("epyard::ep_dispatch")
-def _dispatch_fake(handle, state, x, topk_weights, dims, fp8, round_scales, send_only):
-    d0, d1, hidden, top_k, local_experts, num_ranks, rank_major = dims
-    with_w = rank_major and topk_weights is not None
-    return [x.new_empty(d0, d1, hidden, dtype=torch.float8_e4m3fn if fp8 else torch.bfloat16),
-            x.new_empty(d0 if fp8 else 0, d1, hidden // 128, dtype=torch.float32),
-            x.new_empty(d0 if rank_major else 0, d1, top_k, dtype=torch.int64),
-            x.new_empty(d0 if with_w else 0, d1, top_k, dtype=torch.float32),
-            x.new_empty(2 * local_experts + num_ranks + 1, dtype=torch.int32)]
-
-
-@torch.library.register_fake("epyard::ep_combine")
-def _combine_fake(handle, state, x, topk_weights, num_tokens, send_only):
-    return x.new_empty(num_tokens, x.size(-1), dtype=torch.bfloat16)
-
-
-for _name in ("ep_update", "ep_complete"):
+# Fake (Meta) kernels for tracing: the ops only write into tensors they are given.
+for _name in ("ep_update", "ep_dispatch", "ep_combine", "ep_complete"):
     torch.library.register_fake(f"epyard::{_name}")(lambda *args, **kwargs: None)
