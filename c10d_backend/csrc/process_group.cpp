@@ -83,8 +83,12 @@ c10::intrusive_ptr<::c10d::Work> ProcessGroupEpyard::run(::c10d::OpType type, co
               " cannot run inside a coalescing block (torch's _coalescing_manager); call it "
               "outside, or use the *_into_tensor / *_tensor form");
   const at::Tensor& first = !inputs.empty() ? inputs.front() : outputs.front();
-  for (const at::Tensor& t : inputs) checkTensor(t, name);
-  for (const at::Tensor& t : outputs) checkTensor(t, name);
+  // Caller errors are raised here, before anything is queued (not from inside the launch).
+  for (const std::vector<at::Tensor>* list : {&inputs, &outputs})
+    for (const at::Tensor& t : *list) {
+      checkTensor(t, name);
+      toNcclType(t, name);
+    }
   const c10::DeviceIndex device = first.device().index();
   for (const at::Tensor& t : inputs)
     TORCH_CHECK(t.device() == first.device(), "epyard: ", name, " needs all tensors on one device");
