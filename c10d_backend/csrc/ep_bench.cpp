@@ -6,25 +6,12 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <torch/csrc/utils/pybind.h>
 
-#include <nccl_ep.h>
-
 #include <chrono>
+
+#include "ep_ops.hpp"
 
 namespace epyard::c10d_backend {
 namespace {
-
-struct View {
-  ncclEpTensor_t t = NCCL_EP_TENSOR_INIT;
-  std::vector<size_t> sizes;
-  View(const at::Tensor& x, ncclDataType_t type) {
-    TORCH_CHECK(x.is_cuda() && x.is_contiguous(), "epyard bench: tensors must be contiguous CUDA tensors");
-    for (int64_t s : x.sizes()) sizes.push_back(static_cast<size_t>(s));
-    t.ndim = static_cast<int>(x.dim());
-    t.datatype = type;
-    t.data = x.data_ptr();
-    t.sizes = sizes.data();
-  }
-};
 
 double issueLoop(int64_t handle, const at::Tensor& x, const at::Tensor& weights,
                  const at::Tensor& out_tokens, const std::optional<at::Tensor>& out_scales,
@@ -35,11 +22,11 @@ double issueLoop(int64_t handle, const at::Tensor& x, const at::Tensor& weights,
   auto i32 = at::TensorOptions().dtype(at::kInt).device(x.device());
   at::Tensor ec = at::empty({expert_out.size(0)}, i32), eo = at::empty({expert_out.size(0)}, i32);
   at::Tensor rc = at::empty({num_ranks}, i32), rt = at::empty({1}, i32);
-  View xv(x, ncclBfloat16), wv(weights, ncclFloat32), ov(out_tokens, fp8 ? ncclFloat8e4m3 : ncclBfloat16);
-  View ecv(ec, ncclInt32), eov(eo, ncclInt32), rcv(rc, ncclInt32), rtv(rt, ncclInt32);
-  View eiv(expert_out, ncclBfloat16), cov(combined, ncclBfloat16);
-  std::optional<View> sv;
-  if (fp8) sv.emplace(*out_scales, ncclFloat32);
+  EpTensor xv(x, "x"), wv(weights, "weights"), ov(out_tokens, "out_tokens");
+  EpTensor ecv(ec, "counters"), eov(eo, "offsets"), rcv(rc, "rank counters"), rtv(rt, "total");
+  EpTensor eiv(expert_out, "expert_out"), cov(combined, "combined");
+  std::optional<EpTensor> sv;
+  if (fp8) sv.emplace(*out_scales, "out_scales");
   ncclEpDispatchInputs_t din = NCCL_EP_DISPATCH_INPUTS_INIT;
   din.tokens = &xv.t;
   din.topk_weights = &wv.t;

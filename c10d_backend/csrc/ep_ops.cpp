@@ -30,20 +30,19 @@ ncclDataType_t epType(const at::Tensor& t, const char* name) {
   }
 }
 
-// An ncclEpTensor_t view of a torch tensor (the sizes live in the object).
-struct EpTensor {
-  ncclEpTensor_t t = NCCL_EP_TENSOR_INIT;
-  std::vector<size_t> sizes;
-  EpTensor(const at::Tensor& x, const char* name) {
-    TORCH_CHECK(x.is_cuda(), "epyard EP: ", name, " must be a CUDA tensor, got ", x.device());
-    TORCH_CHECK(x.is_contiguous(), "epyard EP: ", name, " must be contiguous");
-    for (int64_t s : x.sizes()) sizes.push_back(static_cast<size_t>(s));
-    t.ndim = static_cast<int>(x.dim());
-    t.datatype = epType(x, name);
-    t.data = x.data_ptr();
-    t.sizes = sizes.data();
-  }
-};
+}  // namespace
+
+EpTensor::EpTensor(const at::Tensor& x, const char* name) {
+  TORCH_CHECK(x.is_cuda(), "epyard EP: ", name, " must be a CUDA tensor, got ", x.device());
+  TORCH_CHECK(x.is_contiguous(), "epyard EP: ", name, " must be contiguous");
+  for (int64_t s : x.sizes()) sizes.push_back(static_cast<size_t>(s));
+  t.ndim = static_cast<int>(x.dim());
+  t.datatype = epType(x, name);
+  t.data = x.data_ptr();
+  t.sizes = sizes.data();
+}
+
+namespace {
 
 ncclEpGroup_t groupOf(int64_t id) { return reinterpret_cast<ncclEpGroup_t>(id); }
 ncclEpHandle_t handleOf(int64_t id) { return reinterpret_cast<ncclEpHandle_t>(id); }

@@ -1,9 +1,22 @@
 // EP groups and handles for the Python API (ids are the C handles as integers).
 #pragma once
 
+#include <nccl_ep.h>
 #include <torch/csrc/distributed/c10d/Backend.hpp>
 
+#include <vector>
+
 namespace epyard::c10d_backend {
+
+// An ncclEpTensor_t view of a contiguous CUDA torch tensor (dtype mapped, sizes held here);
+// errors name the argument.
+struct EpTensor {
+  ncclEpTensor_t t = NCCL_EP_TENSOR_INIT;
+  std::vector<size_t> sizes;
+  EpTensor(const at::Tensor& x, const char* name);
+  EpTensor(const EpTensor&) = delete;  // t.sizes points into this object
+  EpTensor& operator=(const EpTensor&) = delete;
+};
 
 int64_t epGroupCreate(const c10::intrusive_ptr<::c10d::Backend>& backend, int64_t device,
                       int64_t num_experts, int64_t max_tokens, int64_t max_token_bytes,
