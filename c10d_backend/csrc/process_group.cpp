@@ -4,6 +4,7 @@
 #include <c10/cuda/CUDAGuard.h>
 
 #include <numeric>
+#include <utility>
 
 namespace epyard::c10d_backend {
 namespace {
@@ -351,13 +352,10 @@ void ProcessGroupEpyard::startCoalescing() {
 c10::intrusive_ptr<::c10d::Work> ProcessGroupEpyard::endCoalescing() {
   TORCH_CHECK(coalescing_, "epyard: endCoalescing without startCoalescing");
   coalescing_ = false;
-  std::shared_ptr<DeviceComm> dc = std::move(coalesced_dc_);
-  std::vector<c10::intrusive_ptr<WorkEpyard>> works = std::move(coalesced_works_);
-  std::vector<at::Tensor> outputs = std::move(coalesced_outputs_), inputs = std::move(coalesced_inputs_);
-  coalesced_dc_ = nullptr;
-  coalesced_works_.clear();
-  coalesced_outputs_.clear();
-  coalesced_inputs_.clear();
+  // Take the block's state (std::exchange leaves the members empty for the next block).
+  std::shared_ptr<DeviceComm> dc = std::exchange(coalesced_dc_, nullptr);
+  auto works = std::exchange(coalesced_works_, {});
+  auto outputs = std::exchange(coalesced_outputs_, {}), inputs = std::exchange(coalesced_inputs_, {});
   if (dc == nullptr) return nullptr;  // nothing was queued (as ProcessGroupNCCL)
   EPYARD_NCCL(dc->comm, ncclGroupEnd());  // launches everything queued
   c10::cuda::CUDAGuard guard(dc->device);
