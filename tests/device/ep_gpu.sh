@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds libepyard.so, the EP GPU tests and epyard_ep_perf on the device machine and runs them.
 # Usage (inside a `device` run, repo root): bash tests/device/ep_gpu.sh [steps...]
+#   build              only build (every step builds first; e.g. in the background)
 #   test[:case,case]   epyard_ep_gpu_test on all GPUs (TEST_RANKS=2 for two ranks as well)
 #   sanitize           compute-sanitizer memcheck and racecheck on a small case, 2 ranks
 #   perf               epyard_ep_perf at the target shape and a sweep (PERF_ARGS to override;
@@ -26,6 +27,7 @@ bin=./$bdir/tests/ep/gpu/epyard_ep_gpu_test
 
 for step in ${*:-test perf}; do
   case $step in
+    build) ;;
     test*)
       cases=${step#test}; cases=${cases#:}
       for n in ${TEST_RANKS:-$ngpu}; do
@@ -60,6 +62,7 @@ for step in ${*:-test perf}; do
         timeout 300 ./$bdir/perf/epyard_ep_perf --bf16 2>&1 | tee -a "$OUT/summary.txt"
         timeout 300 ./$bdir/perf/epyard_ep_perf --rank-major 2>&1 | tee -a "$OUT/summary.txt"
       fi ;;
+    *) log "unknown step '$step' (build, test[:cases], sanitize, perf)"; exit 2 ;;
   esac
 done
 log done
