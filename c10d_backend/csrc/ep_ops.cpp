@@ -35,22 +35,113 @@ ncclDataType_t epType(const at::Tensor& t, const char* name) {
 EpTensor::EpTensor(const at::Tensor& x, const char* name) {
   TORCH_CHECK(x.is_cuda(), "epyard EP: ", name, " must be a CUDA tensor, got ", x.device());
   TORCH_CHECK(x.is_contiguous(), "epyard EP: ", name, " must be contiguous");
-  for (int64_t s : x.sizes()) sizes.push_back(static_cast<size_t>(s));
+  TORCH_CHECK(x.dim() <= kMaxDims, "epyard EP: ", name, " has ", x.dim(), " dimensions (at most ",
+              kMaxDims, ")");
+  for (int64_t d = 0; d < x.dim(); ++d) sizes[d] = static_cast<size_t>(x.size(d));
   t.ndim = static_cast<int>(x.dim());
   t.datatype = epType(x, name);
   t.data = x.data_ptr();
-  t.sizes = sizes.data();
+  t.sizes = sizes;
+}
+
+RawTensor::RawTensor(void* data, ncclDataType_t type, size_t n) : size(n) {
+  t.ndim = 1;
+  t.datatype = type;
+  t.data = data;
+  t.sizes = &size;
 }
 
 namespace {
 
-ncclEpGroup_t groupOf(int64_t id) { return reinterpret_cast<ncclEpGroup_t>(id); }
 ncclEpHandle_t handleOf(int64_t id) { return reinterpret_cast<ncclEpHandle_t>(id); }
 
 void check(ncclResult_t r, ncclEpGroup_t g, const char* call) {
   TORCH_CHECK(r == ncclSuccess, "epyard EP: ", call, " failed (", ncclGetErrorString(r), "): ",
               ncclEpGetLastError(g));
 }
+
+bool given(const std::optional<at::Tensor>& t) { return t.has_value() && t->numel() > 0; }
+
+int32_t* countersOf(const at::Tensor& counters, int64_t L, int64_t R) {
+  TORCH_CHECK(counters.numel() == 2 * L + R + 1 && counters.scalar_type() == at::kInt && counters.is_cuda(),
+              "epyard EP: counters must be a CUDA int32 tensor of 2 x local experts + ranks + 1 = ",
+              2 * L + R + 1, " elements");
+  return counters.data_ptr<int32_t>();
+}
+
+}  // namespace
+
+DispatchTarget::DispatchTarget(const at::Tensor& tokens, const std::optional<at::Tensor>& scales,
+                               const std::optional<at::Tensor>& topk_idx,
+                               const std::optional<at::Tensor>& topk_weights,
+                               const at::Tensor& counters, int64_t L, int64_t R)
+    : tokens_(tokens, "out_tokens"),
+      expert_counters_(countersOf(counters, L, R), ncclInt32, L),
+      rank_counters_(counters.data_ptr<int32_t>() + L, ncclInt32, R),
+      offsets_(counters.data_ptr<int32_t>() + L + R, ncclInt32, L),
+      total_(counters.data_ptr<int32_t>() + 2 * L + R, ncclInt32, 1) {
+  if (given(scales)) scales_.emplace(*scales, "out_scales");
+  if (given(topk_idx)) idx_.emplace(*topk_idx, "out_topk_idx");
+  if (given(topk_weights)) weights_.emplace(*topk_weights, "out_topk_weights");
+  out_.tokens = &tokens_.t;
+  out_.scales = scales_ ? &scales_->t : nullptr;
+  out_.topk_idx = idx_ ? &idx_->t : nullptr;
+  out_.topk_weights = weights_ ? &weights_->t : nullptr;
+  info_.expert_counters = &expert_counters_.t;
+  info_.src_rank_counters = &rank_counters_.t;
+  info_.expert_offsets = &offsets_.t;
+  info_.recv_total_counter = &total_.t;
+}
+
+namespace {
+
+// The inputs of one dispatch or combine call: tokens and optional top-k weights.
+struct CallInputs {
+  EpTensor x;
+  std::optional<EpTensor> w;
+  CallInputs(const at::Tensor& tokens, const std::optional<at::Tensor>& weights) : x(tokens, "x") {
+    if (weights) w.emplace(*weights, "topk_weights");
+  }
+  ncclEpTensor_t* weights() { return w ? &w->t : nullptr; }
+};
+
+}  // namespace
+
+void DispatchTarget::dispatch(int64_t handle, const at::Tensor& x,
+                              const std::optional<at::Tensor>& topk_weights, bool round_scales,
+                              bool send_only) {
+  CallInputs args(x, topk_weights);
+  ncclEpDispatchInputs_t in = NCCL_EP_DISPATCH_INPUTS_INIT;
+  in.tokens = &args.x.t;
+  in.topk_weights = args.weights();
+  ncclEpDispatchConfig_t cfg = NCCL_EP_DISPATCH_CONFIG_INIT;
+  cfg.round_scales = round_scales;
+  cfg.send_only = send_only;
+  check(ncclEpDispatch(handleOf(handle), &in, &out_, &info_, &cfg,
+                       at::cuda::getCurrentCUDAStream(x.device().index())),
+        nullptr, "ncclEpDispatch");
+}
+
+CombineTarget::CombineTarget(const at::Tensor& out) : out_tensor_(out, "out") {
+  out_.tokens = &out_tensor_.t;
+}
+
+void CombineTarget::combine(int64_t handle, const at::Tensor& x,
+                            const std::optional<at::Tensor>& topk_weights, bool send_only) {
+  CallInputs args(x, topk_weights);
+  ncclEpCombineInputs_t in = NCCL_EP_COMBINE_INPUTS_INIT;
+  in.tokens = &args.x.t;
+  in.topk_weights = args.weights();
+  ncclEpCombineConfig_t cfg = NCCL_EP_COMBINE_CONFIG_INIT;
+  cfg.send_only = send_only;
+  check(ncclEpCombine(handleOf(handle), &in, &out_, &cfg,
+                      at::cuda::getCurrentCUDAStream(x.device().index())),
+        nullptr, "ncclEpCombine");
+}
+
+namespace {
+
+ncclEpGroup_t groupOf(int64_t id) { return reinterpret_cast<ncclEpGroup_t>(id); }
 
 // `state` is a small tensor standing for the handle's routing: update writes it and dispatch
 // reads it, so graph tracers keep the two in order.
@@ -61,67 +152,15 @@ void epUpdate(int64_t handle, const at::Tensor& topk_idx, const at::Tensor& stat
         nullptr, "ncclEpUpdateHandle");
 }
 
-// A raw ncclEpTensor_t over `data` (for slices of one allocation, without making views).
-struct RawTensor {
-  ncclEpTensor_t t = NCCL_EP_TENSOR_INIT;
-  size_t size;
-  RawTensor(void* data, ncclDataType_t type, size_t n) : size(n) {
-    t.ndim = 1;
-    t.datatype = type;
-    t.data = data;
-    t.sizes = &size;
-  }
-};
-
-// Dispatch into given outputs (scales / topk_* may be undefined or empty: not asked for);
-// `counters` is int32 [2L + R + 1]: expert counters, source-rank counters, expert offsets, total.
-void dispatchInto(int64_t handle, const at::Tensor& x, const std::optional<at::Tensor>& topk_weights,
-                  const at::Tensor& tokens, const std::optional<at::Tensor>& scales,
-                  const std::optional<at::Tensor>& topk_idx,
-                  const std::optional<at::Tensor>& out_weights, const at::Tensor& counters,
-                  int64_t local_experts, int64_t num_ranks, bool round_scales, bool send_only) {
-  const int64_t L = local_experts, R = num_ranks;
-  TORCH_CHECK(counters.numel() == 2 * L + R + 1 && counters.scalar_type() == at::kInt,
-              "epyard EP: counters must be int32 [2 x local experts + ranks + 1]");
-  auto given = [](const std::optional<at::Tensor>& t) { return t.has_value() && t->numel() > 0; };
-  EpTensor xt(x, "x"), ot(tokens, "out_tokens");
-  std::optional<EpTensor> w, os, oi, ow;
-  if (topk_weights) w.emplace(*topk_weights, "topk_weights");
-  if (given(scales)) os.emplace(*scales, "out_scales");
-  if (given(topk_idx)) oi.emplace(*topk_idx, "out_topk_idx");
-  if (given(out_weights)) ow.emplace(*out_weights, "out_topk_weights");
-  int32_t* c = counters.data_ptr<int32_t>();
-  RawTensor ec(c, ncclInt32, L), sc(c + L, ncclInt32, R), eo(c + L + R, ncclInt32, L),
-      rt(c + 2 * L + R, ncclInt32, 1);
-  ncclEpDispatchInputs_t in = NCCL_EP_DISPATCH_INPUTS_INIT;
-  in.tokens = &xt.t;
-  in.topk_weights = w ? &w->t : nullptr;
-  ncclEpDispatchOutputs_t out = NCCL_EP_DISPATCH_OUTPUTS_INIT;
-  out.tokens = &ot.t;
-  out.scales = os ? &os->t : nullptr;
-  out.topk_idx = oi ? &oi->t : nullptr;
-  out.topk_weights = ow ? &ow->t : nullptr;
-  ncclEpLayoutInfo_t info = NCCL_EP_LAYOUT_INFO_INIT;
-  info.expert_counters = &ec.t;
-  info.src_rank_counters = &sc.t;
-  info.expert_offsets = &eo.t;
-  info.recv_total_counter = &rt.t;
-  ncclEpDispatchConfig_t cfg = NCCL_EP_DISPATCH_CONFIG_INIT;
-  cfg.round_scales = round_scales;
-  cfg.send_only = send_only;
-  check(ncclEpDispatch(handleOf(handle), &in, &out, &info, &cfg, at::cuda::getCurrentCUDAStream()),
-        nullptr, "ncclEpDispatch");
-}
-
-// The torch op (outputs given, state ordered after update): what torch.compile traces.
+// Dispatch into given outputs (the torch op: outputs given, state ordered after update).
 void epDispatchOp(int64_t handle, const at::Tensor& state, const at::Tensor& x,
                   const std::optional<at::Tensor>& topk_weights, const at::Tensor& tokens,
                   const std::optional<at::Tensor>& scales, const std::optional<at::Tensor>& topk_idx,
                   const std::optional<at::Tensor>& out_weights, const at::Tensor& counters,
                   int64_t local_experts, int64_t num_ranks, bool round_scales, bool send_only) {
   (void)state;
-  dispatchInto(handle, x, topk_weights, tokens, scales, topk_idx, out_weights, counters,
-               local_experts, num_ranks, round_scales, send_only);
+  DispatchTarget(tokens, scales, topk_idx, out_weights, counters, local_experts, num_ranks)
+      .dispatch(handle, x, topk_weights, round_scales, send_only);
 }
 
 // Eager dispatch that allocates its outputs. dims: {rows0, rows1, hidden, top_k, local_experts,
@@ -141,25 +180,14 @@ pybind11::tuple dispatchNew(int64_t handle, const at::Tensor& x,
   if (rank_major) idx = at::empty({d0, d1, top_k}, opts.dtype(at::kLong));
   if (with_w) w_out = at::empty({d0, d1, top_k}, opts.dtype(at::kFloat));
   at::Tensor counters = at::empty({2 * L + R + 1}, opts.dtype(at::kInt));
-  dispatchInto(handle, x, topk_weights, tokens, scales, idx, w_out, counters, L, R, round_scales,
-               send_only);
+  DispatchTarget(tokens, scales, idx, w_out, counters, L, R)
+      .dispatch(handle, x, topk_weights, round_scales, send_only);
   return pybind11::make_tuple(tokens, scales, idx, w_out, counters);
 }
 
 void combineInto(int64_t handle, const at::Tensor& x, const std::optional<at::Tensor>& topk_weights,
                  const at::Tensor& out, bool send_only) {
-  EpTensor xt(x, "x"), ot(out, "out");
-  std::optional<EpTensor> w;
-  if (topk_weights) w.emplace(*topk_weights, "topk_weights");
-  ncclEpCombineInputs_t in = NCCL_EP_COMBINE_INPUTS_INIT;
-  in.tokens = &xt.t;
-  in.topk_weights = w ? &w->t : nullptr;
-  ncclEpCombineOutputs_t o = NCCL_EP_COMBINE_OUTPUTS_INIT;
-  o.tokens = &ot.t;
-  ncclEpCombineConfig_t cfg = NCCL_EP_COMBINE_CONFIG_INIT;
-  cfg.send_only = send_only;
-  check(ncclEpCombine(handleOf(handle), &in, &o, &cfg, at::cuda::getCurrentCUDAStream()), nullptr,
-        "ncclEpCombine");
+  CombineTarget(out).combine(handle, x, topk_weights, send_only);
 }
 
 at::Tensor combineNew(int64_t handle, const at::Tensor& x, const std::optional<at::Tensor>& topk_weights,
@@ -168,6 +196,64 @@ at::Tensor combineNew(int64_t handle, const at::Tensor& x, const std::optional<a
   combineInto(handle, x, topk_weights, out, send_only);
   return out;
 }
+
+// What epyard.ep keeps for reused outputs (out=): the tensors and their C structs, built once
+// and built again only if a tensor was given new storage in place (resize_, set_).
+class PreparedDispatch {
+ public:
+  PreparedDispatch(const at::Tensor& tokens, const std::optional<at::Tensor>& scales,
+                   const std::optional<at::Tensor>& topk_idx,
+                   const std::optional<at::Tensor>& topk_weights, const at::Tensor& counters,
+                   int64_t local_experts, int64_t num_ranks)
+      : tensors_{tokens, scales, topk_idx, topk_weights, counters}, l_(local_experts), r_(num_ranks) {
+    build();
+  }
+  void run(int64_t handle, const at::Tensor& x, const std::optional<at::Tensor>& w,
+           bool round_scales, bool send_only) {
+    for (size_t i = 0; i < kTensors; ++i)
+      if (addressOf(tensors_[i]) != built_at_[i]) {
+        build();
+        break;
+      }
+    target_->dispatch(handle, x, w, round_scales, send_only);
+  }
+
+ private:
+  static constexpr size_t kTensors = 5;
+  static std::pair<const void*, int64_t> addressOf(const std::optional<at::Tensor>& t) {
+    return t && t->defined() ? std::make_pair(t->data_ptr(), t->numel()) : std::make_pair(nullptr, int64_t{0});
+  }
+  void build() {
+    target_.reset();
+    target_.emplace(*tensors_[0], tensors_[1], tensors_[2], tensors_[3], *tensors_[4], l_, r_);
+    for (size_t i = 0; i < kTensors; ++i) built_at_[i] = addressOf(tensors_[i]);
+  }
+  std::optional<at::Tensor> tensors_[kTensors];
+  std::pair<const void*, int64_t> built_at_[kTensors];
+  int64_t l_, r_;
+  std::optional<DispatchTarget> target_;
+};
+
+class PreparedCombine {
+ public:
+  explicit PreparedCombine(const at::Tensor& out) : out_(out) { build(); }
+  void run(int64_t handle, const at::Tensor& x, const std::optional<at::Tensor>& w, bool send_only) {
+    if (out_.data_ptr() != built_data_ || out_.numel() != built_numel_) build();
+    target_->combine(handle, x, w, send_only);
+  }
+
+ private:
+  void build() {
+    target_.reset();
+    target_.emplace(out_);
+    built_data_ = out_.data_ptr();
+    built_numel_ = out_.numel();
+  }
+  at::Tensor out_;
+  const void* built_data_ = nullptr;
+  int64_t built_numel_ = 0;
+  std::optional<CombineTarget> target_;
+};
 
 void epComplete(int64_t handle, const at::Tensor& stream_anchor) {
   (void)stream_anchor;  // carries the device for dispatch; the op works on the handle
@@ -224,9 +310,17 @@ void bindEpOps(pybind11::module& m) {
   // The eager path of epyard.ep: the same functions as the torch ops, without the dispatcher.
   m.def("ep_update", &epUpdate);
   m.def("ep_dispatch_new", &dispatchNew);
-  m.def("ep_dispatch_into", &dispatchInto);
   m.def("ep_combine_new", &combineNew);
-  m.def("ep_combine_into", &combineInto);
+  // Reused outputs (out=): the C structs are built once per output; each call converts only x
+  // and the weights.
+  pybind11::class_<PreparedDispatch>(m, "PreparedDispatch")
+      .def(pybind11::init<const at::Tensor&, const std::optional<at::Tensor>&,
+                          const std::optional<at::Tensor>&, const std::optional<at::Tensor>&,
+                          const at::Tensor&, int64_t, int64_t>())
+      .def("run", &PreparedDispatch::run);
+  pybind11::class_<PreparedCombine>(m, "PreparedCombine")
+      .def(pybind11::init<const at::Tensor&>())
+      .def("run", &PreparedCombine::run);
 }
 
 }  // namespace epyard::c10d_backend

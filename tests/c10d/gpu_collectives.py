@@ -136,18 +136,23 @@ def check_coalesced_p2p_barrier():
 
 def check_errors():
     # (complex tensors would pass: torch hands them to backends as real views)
-    try:
-        dist.all_reduce(torch.zeros(4, device=DEV, dtype=torch.bool), group=EP)
-        fail("bool all_reduce did not raise")
-    except RuntimeError as e:
-        if "does not support dtype Bool" not in str(e):
-            fail(f"bool error does not name the dtype: {e}")
-    try:
-        dist.all_reduce(torch.ones(4, device=DEV, dtype=torch.int32), op=dist.ReduceOp.BAND, group=EP)
-        fail("BAND did not raise")
-    except RuntimeError as e:
-        if "ReduceOp" not in str(e):
-            fail(f"BAND error does not name the op: {e}")
+    backend = EP._get_backend(DEV)
+    cases = [
+        ("bool through the backend", "does not support dtype Bool",
+         lambda: backend.allreduce([torch.zeros(4, device=DEV, dtype=torch.bool)]).wait()),
+        ("bool through dist.all_reduce", "does not support dtype Bool",
+         lambda: dist.all_reduce(torch.zeros(4, device=DEV, dtype=torch.bool), group=EP)),
+        ("BAND through dist.all_reduce", "ReduceOp",
+         lambda: dist.all_reduce(torch.ones(4, device=DEV, dtype=torch.int32), op=dist.ReduceOp.BAND, group=EP)),
+    ]
+    for what, needle, call in cases:
+        print(f"[rank {RANK}] errors: {what}", flush=True)
+        try:
+            call()
+            fail(f"{what} did not raise")
+        except RuntimeError as e:
+            if needle not in str(e):
+                fail(f"{what}: the error does not say {needle!r}: {e}")
     print(f"[rank {RANK}] PASS errors", flush=True)
 
 

@@ -80,25 +80,32 @@ def main():
         check(h, rm, False, seed=20 + rm, tokens_of=lambda r: 0 if r == 1 else B)  # an empty rank
     print(f"[rank {RANK}] PASS dispatch/combine vs reference (both layouts, BF16/FP8, empty rank)", flush=True)
 
-    # out=: reused output tensors get what freshly allocated ones get.
+    # out=: reused output tensors (their C structs built once, then reused) get what freshly
+    # allocated ones get, call after call with new routing.
     h = group.handle(top_k=K)
-    rt = routing(50, lambda r: B)
-    x, idx, w = (t.to(DEV) for t in rt[RANK])
-    x = x.view(torch.bfloat16)
-    h.update(idx)
-    fresh = h.dispatch(x, w)
-    reused = h.new_dispatch_output(H)
-    h.dispatch(x, w, out=reused)
-    if not torch.equal(fresh.counters, reused.counters):
-        fail("dispatch(out=) counters differ from a fresh dispatch")
-    for l, n in enumerate(fresh.expert_counters.tolist()):
-        if not torch.equal(fresh.tokens[l, :n], reused.tokens[l, :n]):
-            fail(f"dispatch(out=) rows of local expert {l} differ from a fresh dispatch")
-    y = h.combine(fresh.tokens, w)
-    y_out = torch.empty_like(y)
-    if h.combine(fresh.tokens, w, out=y_out) is not y_out or not torch.equal(y, y_out):
-        fail("combine(out=) differs from a fresh combine")
-    print(f"[rank {RANK}] PASS dispatch(out=) and combine(out=) equal fresh outputs", flush=True)
+    reused, y_out = h.new_dispatch_output(H), torch.empty(B, H, dtype=torch.bfloat16, device=DEV)
+    for seed in (50, 51, 52):
+        rt = routing(seed, lambda r: B)
+        x, idx, w = (t.to(DEV) for t in rt[RANK])
+        x = x.view(torch.bfloat16)
+        h.update(idx)
+        fresh = h.dispatch(x, w)
+        if h.dispatch(x, w, out=reused) is not reused or not torch.equal(fresh.counters, reused.counters):
+            fail(f"dispatch(out=) counters differ from a fresh dispatch (seed {seed})")
+        for l, n in enumerate(fresh.expert_counters.tolist()):
+            if not torch.equal(fresh.tokens[l, :n], reused.tokens[l, :n]):
+                fail(f"dispatch(out=) rows of local expert {l} differ from a fresh dispatch (seed {seed})")
+        y = h.combine(fresh.tokens, w)
+        if h.combine(fresh.tokens, w, out=y_out) is not y_out or not torch.equal(y, y_out):
+            fail(f"combine(out=) differs from a fresh combine (seed {seed})")
+    try:
+        _C.PreparedDispatch(reused.tokens, None, None, None, torch.zeros(3, dtype=torch.int32, device=DEV),
+                            group.local_experts, WORLD)
+        fail("counters of the wrong size were accepted")
+    except RuntimeError as e:
+        if "counters must be" not in str(e):
+            fail(f"wrong-size counters error does not name them: {e}")
+    print(f"[rank {RANK}] PASS dispatch(out=) and combine(out=) equal fresh outputs (3 routings)", flush=True)
 
     # CUDA graph: update + dispatch + combine captured once, replayed with new routing in place.
     h = group.handle(top_k=K)

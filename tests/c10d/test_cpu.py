@@ -105,6 +105,22 @@ def test_dispatch_output_counters_are_views_of_one_tensor():
     assert out.recv_total.tolist() == [8]
 
 
+def test_dispatch_output_is_read_only():
+    from epyard.ep import DispatchOutput
+    out = DispatchOutput(None, None, None, None, torch.zeros(5, dtype=torch.int32), 1, 2)
+    with pytest.raises(AttributeError, match="tokens is read-only"):
+        out.tokens = torch.zeros(1)
+
+
+def test_prepared_outputs_must_be_cuda():
+    from epyard import _C
+    tokens = torch.zeros(1, 4, 128, dtype=torch.bfloat16)
+    with pytest.raises(RuntimeError, match="out_tokens must be a CUDA tensor"):
+        _C.PreparedDispatch(tokens, None, None, None, torch.zeros(5, dtype=torch.int32), 1, 2)
+    with pytest.raises(RuntimeError, match="out must be a CUDA tensor"):
+        _C.PreparedCombine(torch.zeros(4, 128, dtype=torch.bfloat16))
+
+
 def test_ep_modes_not_available_raise(group):
     _init("cpu:gloo,cuda:epyard")
     with pytest.raises(NotImplementedError, match="high_throughput"):

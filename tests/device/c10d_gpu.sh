@@ -11,12 +11,16 @@
 set -u
 source "$(dirname "$0")/common.sh"
 PY=/opt/torch/.venv/bin/python
+# The device's default compiler (/opt/gcc, via CXX) links libstdc++ statically, which a torch
+# extension must not do (see c10d_backend/CMakeLists.txt): build with the system one.
 cmake -S . -B build-py -G Ninja -DCMAKE_BUILD_TYPE=Release -DEPYARD_WERROR=OFF -DEPYARD_BUILD_TESTS=OFF \
+  -DCMAKE_C_COMPILER=/usr/bin/gcc -DCMAKE_CXX_COMPILER=/usr/bin/g++ \
   -DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc -DPython3_EXECUTABLE=$PY >"$OUT/build_py.log" 2>&1 &&
   ninja -C build-py epyard_torch >>"$OUT/build_py.log" 2>&1 || { log "build failed"; tail -30 "$OUT/build_py.log"; exit 1; }
 log "build ok"
 steps=" ${*:-test perf} "
 export PYTHONPATH=$PWD/build-py/python
+export PYTHONFAULTHANDLER=1  # a crash prints the Python stack of every thread
 ngpu=$(nvidia-smi -L | wc -l)
 if [[ $steps == *" test "* ]]; then
 for n in ${C10D_RANKS:-$ngpu 2}; do

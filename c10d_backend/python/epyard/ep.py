@@ -23,17 +23,33 @@ __all__ = ["Group", "Handle", "DispatchOutput"]
 
 
 class DispatchOutput:
-    """What dispatch returns. The counters share one int32 tensor; each is a view made on use."""
+    """What dispatch returns. The counters share one int32 tensor; each is a view made on use.
+    The fields are read-only: passed back as dispatch(out=...), the C structs built for them the
+    first time are reused."""
 
-    __slots__ = ("tokens", "scales", "topk_idx", "topk_weights", "counters", "_l", "_r")
+    __slots__ = ("tokens", "scales", "topk_idx", "topk_weights", "counters", "_l", "_r", "_prepared")
 
     def __init__(self, tokens, scales, topk_idx, topk_weights, counters, local_experts, num_ranks):
-        self.tokens = tokens                  # expert-major [L, R*B, H]; rank-major [R, B, H]
-        self.scales = scales                  # float32 [..., H/128] when fp8, else None
-        self.topk_idx = topk_idx              # rank-major: int64 [R, B, K] local ids, -1 elsewhere
-        self.topk_weights = topk_weights      # rank-major with weights: float32 [R, B, K]
-        self.counters = counters              # int32 [2L + R + 1], the four below in a row
-        self._l, self._r = local_experts, num_ranks
+        init = object.__setattr__
+        init(self, "tokens", tokens)                # expert-major [L, R*B, H]; rank-major [R, B, H]
+        init(self, "scales", scales)                # float32 [..., H/128] when fp8, else None
+        init(self, "topk_idx", topk_idx)            # rank-major: int64 [R, B, K] local ids, -1 elsewhere
+        init(self, "topk_weights", topk_weights)    # rank-major with weights: float32 [R, B, K]
+        init(self, "counters", counters)            # int32 [2L + R + 1], the four below in a row
+        init(self, "_l", local_experts)
+        init(self, "_r", num_ranks)
+        init(self, "_prepared", None)
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"epyard.ep.DispatchOutput.{name} is read-only; make another output with "
+                             "handle.new_dispatch_output()")
+
+    def _prepare(self):
+        """The C++ side of dispatch(out=self): built on first use, then reused."""
+        p = _C.PreparedDispatch(self.tokens, self.scales, self.topk_idx, self.topk_weights, self.counters,
+                                self._l, self._r)
+        object.__setattr__(self, "_prepared", p)
+        return p
 
     @property
     def expert_counters(self):                # int32 [L]: valid rows per local expert
@@ -52,9 +68,8 @@ class DispatchOutput:
         return self.counters[2 * self._l + self._r:]
 
 
-def _eager():
-    """Eager calls go straight to the C++ functions; traced ones through torch.ops."""
-    return not torch.compiler.is_compiling()
+# Eager calls go straight to the C++ functions; traced ones (torch.compile) through torch.ops.
+_compiling = torch.compiler.is_compiling
 
 
 class Group:
@@ -111,12 +126,14 @@ class Handle:
         self._id = _C.ep_handle_create(group._id, rank_major, top_k)
         self._state = torch.zeros(1, dtype=torch.int32, device=group.device)
         self.num_tokens = None
+        self._pending = None
+        self._combine_out = self._combine_prepared = None   # the last combine(out=) target
 
     def update(self, topk_idx):
         if topk_idx.dim() != 2 or topk_idx.size(1) != self.top_k:
             raise ValueError(f"epyard.ep: topk_idx must be [tokens, {self.top_k}], got {list(topk_idx.shape)}")
         self.num_tokens = topk_idx.size(0)
-        op = _C.ep_update if _eager() else torch.ops.epyard.ep_update
+        op = torch.ops.epyard.ep_update if _compiling() else _C.ep_update
         op(self._id, topk_idx.to(torch.int64).contiguous(), self._state)
 
     def _rows(self):
@@ -142,24 +159,23 @@ class Handle:
         `out` from new_dispatch_output, written in place)."""
         if self.num_tokens is None:
             raise RuntimeError("epyard.ep: call update(topk_idx) before dispatch")
+        if out is not None and (out.scales is not None) != fp8:
+            raise ValueError(f"epyard.ep: out was made for fp8={not fp8}, this dispatch has fp8={fp8}")
         g = self.group
-        eager = _eager()
-        if out is None and eager:
-            dims = [*self._rows(), x.size(-1), self.top_k, g.local_experts, g.num_ranks, int(self.rank_major)]
-            out = DispatchOutput(*_C.ep_dispatch_new(self._id, x, topk_weights, dims, fp8, round_scales,
-                                                     send_only), g.local_experts, g.num_ranks)
+        if not _compiling():
+            if out is None:
+                dims = [*self._rows(), x.size(-1), self.top_k, g.local_experts, g.num_ranks, int(self.rank_major)]
+                out = DispatchOutput(*_C.ep_dispatch_new(self._id, x, topk_weights, dims, fp8, round_scales,
+                                                         send_only), g.local_experts, g.num_ranks)
+            else:
+                (out._prepared or out._prepare()).run(self._id, x, topk_weights, round_scales, send_only)
         else:
             if out is None:
                 out = self.new_dispatch_output(x.size(-1), fp8=fp8, with_weights=topk_weights is not None,
                                                device=x.device)
-            elif (out.scales is not None) != fp8:
-                raise ValueError(f"epyard.ep: out was made for fp8={not fp8}, this dispatch has fp8={fp8}")
-            args = (x, topk_weights, out.tokens, out.scales, out.topk_idx, out.topk_weights, out.counters,
-                    g.local_experts, g.num_ranks, round_scales, send_only)
-            if eager:
-                _C.ep_dispatch_into(self._id, *args)
-            else:
-                torch.ops.epyard.ep_dispatch(self._id, self._state, *args)
+            torch.ops.epyard.ep_dispatch(self._id, self._state, x, topk_weights, out.tokens, out.scales,
+                                         out.topk_idx, out.topk_weights, out.counters, g.local_experts,
+                                         g.num_ranks, round_scales, send_only)
         self._pending = out.tokens if send_only else None
         return out
 
@@ -168,11 +184,14 @@ class Handle:
         if self.num_tokens is None:
             raise RuntimeError("epyard.ep: call update() and dispatch() before combine")
         w = None if self.rank_major else topk_weights
-        if _eager():
+        if not _compiling():
             if out is None:
                 out = _C.ep_combine_new(self._id, expert_out, w, self.num_tokens, send_only)
             else:
-                _C.ep_combine_into(self._id, expert_out, w, out, send_only)
+                if out is not self._combine_out:
+                    self._combine_prepared = _C.PreparedCombine(out)
+                    self._combine_out = out
+                self._combine_prepared.run(self._id, expert_out, w, send_only)
         else:
             if out is None:
                 out = expert_out.new_empty(self.num_tokens, expert_out.size(-1), dtype=torch.bfloat16)
@@ -182,7 +201,7 @@ class Handle:
 
     def complete(self):
         """Finishes a send_only dispatch or combine (its outputs are written by then)."""
-        anchor = getattr(self, "_pending", None)
+        anchor = self._pending
         if anchor is None:
             raise RuntimeError("epyard.ep: no send_only dispatch or combine to complete")
         torch.ops.epyard.ep_complete(self._id, anchor)
