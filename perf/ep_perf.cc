@@ -9,6 +9,9 @@
 // (launch latency and host skew between ranks then count, as a host-driven loop sees them).
 // --loop times --iters back-to-back calls between two events instead (no barrier between
 // calls; each call still waits for its peers): the per-call time a pipelined loop sees.
+// --pair alternates dispatch and combine back to back after one barrier, as a decode loop
+// does, with an event between every two ops; each op's time is the gap between its events
+// (launch gaps included; DeepEP's benchmark reports the kernels' own durations instead).
 // The table shows the mean over ranks of the per-rank averages, and the smallest and largest.
 // Bytes (DeepEP's accounting): valid (token, expert) pairs sent by a rank x bytes per token:
 // FP8 dispatch H + 4 H/128 (scales), BF16 2H; combine 2H. GB/s = those bytes / latency.
@@ -39,6 +42,7 @@ struct Options {
   bool host_barrier = false;
   int sms = 0;  // config.max_num_sms (0: all)
   bool loop = false;
+  bool pair = false;
 };
 
 std::vector<int> parseList(const char* s) {
@@ -91,6 +95,22 @@ struct Stats {
   float avg = 0, lo = 0, hi = 0;
 };
 
+// This rank's mean (us) -> the mean over ranks, the smallest and the largest.
+int gatherStats(int rank, int nranks, ncclComm_t comm, cudaStream_t st, float* gathered, float mine,
+                Stats* out) {
+  CHECK_CUDA(cudaMemcpy(gathered + rank, &mine, sizeof(float), cudaMemcpyHostToDevice));
+  CHECK_NCCL(ncclAllGather(gathered + rank, gathered, 1, ncclFloat32, comm, st), nullptr);
+  std::vector<float> all(nranks);
+  CHECK_CUDA(cudaMemcpyAsync(all.data(), gathered, sizeof(float) * nranks, cudaMemcpyDeviceToHost, st));
+  CHECK_CUDA(cudaStreamSynchronize(st));
+  out->lo = *std::min_element(all.begin(), all.end());
+  out->hi = *std::max_element(all.begin(), all.end());
+  double s = 0;
+  for (float v : all) s += v;
+  out->avg = static_cast<float>(s / nranks);
+  return 0;
+}
+
 // Times `op` (already aligned) --iters times after --warmup; returns the stats over ranks (us).
 template <typename Op>
 int timeOp(int rank, int nranks, ncclComm_t comm, cudaStream_t st, const Options& o, float* barrier,
@@ -99,7 +119,7 @@ int timeOp(int rank, int nranks, ncclComm_t comm, cudaStream_t st, const Options
   CHECK_CUDA(cudaEventCreate(&a));
   CHECK_CUDA(cudaEventCreate(&b));
   double sum = 0;
-  if (o.loop) {
+  if (o.loop || o.pair) {
     for (int i = 0; i < o.warmup; ++i)
       if (op() != 0) return 1;
     CHECK_NCCL(ncclAllReduce(barrier, barrier, 1, ncclFloat32, ncclSum, comm, st), nullptr);
@@ -112,7 +132,7 @@ int timeOp(int rank, int nranks, ncclComm_t comm, cudaStream_t st, const Options
     CHECK_CUDA(cudaEventElapsedTime(&ms, a, b));
     sum = ms * 1000.0;
   }
-  for (int i = 0; !o.loop && i < o.warmup + o.iters; ++i) {
+  for (int i = 0; !(o.loop || o.pair) && i < o.warmup + o.iters; ++i) {
     CHECK_NCCL(ncclAllReduce(barrier, barrier, 1, ncclFloat32, ncclSum, comm, st), nullptr);
     if (o.host_barrier) CHECK_CUDA(cudaStreamSynchronize(st));
     CHECK_CUDA(cudaEventRecord(a, st));
@@ -123,20 +143,38 @@ int timeOp(int rank, int nranks, ncclComm_t comm, cudaStream_t st, const Options
     CHECK_CUDA(cudaEventElapsedTime(&ms, a, b));
     if (i >= o.warmup) sum += ms * 1000.0;
   }
-  float mine = static_cast<float>(sum / o.iters);
-  CHECK_CUDA(cudaMemcpy(gathered + rank, &mine, sizeof(float), cudaMemcpyHostToDevice));
-  CHECK_NCCL(ncclAllGather(gathered + rank, gathered, 1, ncclFloat32, comm, st), nullptr);
-  std::vector<float> all(nranks);
-  CHECK_CUDA(cudaMemcpyAsync(all.data(), gathered, sizeof(float) * nranks, cudaMemcpyDeviceToHost, st));
-  CHECK_CUDA(cudaStreamSynchronize(st));
-  out->lo = *std::min_element(all.begin(), all.end());
-  out->hi = *std::max_element(all.begin(), all.end());
-  double s = 0;
-  for (float v : all) s += v;
-  out->avg = static_cast<float>(s / nranks);
   cudaEventDestroy(a);
   cudaEventDestroy(b);
-  return 0;
+  return gatherStats(rank, nranks, comm, st, gathered, static_cast<float>(sum / o.iters), out);
+}
+
+// --pair: a decode loop's pattern, dispatch then combine, --iters pairs back to back after one
+// barrier, an event between every two ops; each op's time is the gap between its events.
+template <typename Disp, typename Comb>
+int timePairs(int rank, int nranks, ncclComm_t comm, cudaStream_t st, const Options& o,
+              float* barrier, float* gathered, Disp disp, Comb comb, Stats* d_out, Stats* c_out) {
+  for (int i = 0; i < o.warmup; ++i)
+    if (disp() != 0 || comb() != 0) return 1;
+  std::vector<cudaEvent_t> ev(2 * o.iters + 1);
+  for (cudaEvent_t& e : ev) CHECK_CUDA(cudaEventCreate(&e));
+  CHECK_NCCL(ncclAllReduce(barrier, barrier, 1, ncclFloat32, ncclSum, comm, st), nullptr);
+  CHECK_CUDA(cudaEventRecord(ev[0], st));
+  for (int i = 0; i < o.iters; ++i) {
+    if (disp() != 0) return 1;
+    CHECK_CUDA(cudaEventRecord(ev[2 * i + 1], st));
+    if (comb() != 0) return 1;
+    CHECK_CUDA(cudaEventRecord(ev[2 * i + 2], st));
+  }
+  CHECK_CUDA(cudaEventSynchronize(ev.back()));
+  double sum[2] = {0, 0};
+  for (int i = 0; i < 2 * o.iters; ++i) {
+    float ms = 0;
+    CHECK_CUDA(cudaEventElapsedTime(&ms, ev[i], ev[i + 1]));
+    sum[i % 2] += ms * 1000.0;
+  }
+  for (cudaEvent_t e : ev) cudaEventDestroy(e);
+  if (gatherStats(rank, nranks, comm, st, gathered, static_cast<float>(sum[0] / o.iters), d_out)) return 1;
+  return gatherStats(rank, nranks, comm, st, gathered, static_cast<float>(sum[1] / o.iters), c_out);
 }
 
 int runConfig(int rank, int nranks, ncclComm_t comm, cudaStream_t st, const Options& o, int T, int H,
@@ -203,14 +241,15 @@ int runConfig(int rank, int nranks, ncclComm_t comm, cudaStream_t st, const Opti
   if (timeOp(rank, nranks, comm, st, o, barrier, gathered, [&] {
         return ncclEpUpdateHandle(h, &idx.t, nullptr, st) == ncclSuccess ? 0 : 1;
       }, &update)) return 1;
-  // Dispatch and combine alternate (combine needs the dispatch before it).
-  CHECK_NCCL(ncclEpDispatch(h, &din, &dout, nullptr, &dcfg, st), g);
-  if (timeOp(rank, nranks, comm, st, o, barrier, gathered, [&] {
-        return ncclEpDispatch(h, &din, &dout, nullptr, &dcfg, st) == ncclSuccess ? 0 : 1;
-      }, &disp)) return 1;
-  if (timeOp(rank, nranks, comm, st, o, barrier, gathered, [&] {
-        return ncclEpCombine(h, &cinp, &coutp, nullptr, st) == ncclSuccess ? 0 : 1;
-      }, &comb)) return 1;
+  auto dispatch = [&] { return ncclEpDispatch(h, &din, &dout, nullptr, &dcfg, st) == ncclSuccess ? 0 : 1; };
+  auto combine = [&] { return ncclEpCombine(h, &cinp, &coutp, nullptr, st) == ncclSuccess ? 0 : 1; };
+  if (o.pair) {
+    if (timePairs(rank, nranks, comm, st, o, barrier, gathered, dispatch, combine, &disp, &comb)) return 1;
+  } else {  // combine needs a dispatch before it: one, then its timed runs
+    CHECK_NCCL(ncclEpDispatch(h, &din, &dout, nullptr, &dcfg, st), g);
+    if (timeOp(rank, nranks, comm, st, o, barrier, gathered, dispatch, &disp)) return 1;
+    if (timeOp(rank, nranks, comm, st, o, barrier, gathered, combine, &comb)) return 1;
+  }
   int async = 0;
   CHECK_NCCL(ncclEpGetAsyncError(g, &async), g);
   if (async != ncclSuccess) {
@@ -258,10 +297,13 @@ int rankMain(const epyard::launch::RankEnv& env, const Options& o) {
   CHECK_CUDA(cudaMalloc(&barrier, sizeof(float)));
   CHECK_CUDA(cudaMalloc(&gathered, sizeof(float) * env.num_ranks));
   if (rank == 0) {
-    std::printf("# epyard_ep_perf: low-latency, %d ranks, %s dispatch / BF16 combine, %s, %d iters after %d warm-ups, %s barrier\n",
+    std::printf("# epyard_ep_perf: low-latency, %d ranks, %s dispatch / BF16 combine, %s, %d iters after %d warm-ups, %s\n",
                 env.num_ranks, o.fp8 ? "FP8" : "BF16", o.rank_major ? "rank-major" : "expert-major",
                 o.iters, o.warmup,
-                o.loop ? "back-to-back (no)" : o.host_barrier ? "host" : "stream-ordered");
+                o.pair   ? "dispatch + combine pairs back to back (events between ops; a2a/update/floor back to back)"
+                : o.loop ? "back-to-back calls (no barrier)"
+                : o.host_barrier ? "host barrier before each call"
+                                 : "stream-ordered barrier before each call");
     if (o.sms > 0) std::printf("# max_num_sms = %d\n", o.sms);
     std::printf("# latency in us per rank (avg over ranks, min and max per-rank average); GB/s: pairs x bytes/token\n");
     std::printf("# %4s %6s %4s %7s | %7s %7s %7s %7s | %7s %7s %7s %7s | %8s %8s | %6s %5s\n", "tokens",
@@ -298,11 +340,12 @@ int main(int argc, char** argv) {
     else if (a == "--host-barrier") o.host_barrier = true;
     else if (a == "--sms") o.sms = std::atoi(v), ++i;
     else if (a == "--loop") o.loop = true;
+    else if (a == "--pair") o.pair = true;
     else {
       std::fprintf(stderr,
                    "usage: %s [--nranks N] [--tokens 128,...] [--hidden 7168,...] [--topk 8,...]\n"
                    "          [--experts 256,...] [--iters 50] [--warmup 10] [--bf16] [--rank-major]\n"
-                   "          [--host-barrier] [--loop] [--sms N]\n",
+                   "          [--host-barrier] [--loop] [--pair] [--sms N]\n",
                    argv[0]);
       return 64;
     }
