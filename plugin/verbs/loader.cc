@@ -47,6 +47,8 @@ std::unique_ptr<Loaded> load(const std::string& library) {
   bind(a.create_qp, "ibv_create_qp", true);
   bind(a.modify_qp, "ibv_modify_qp", true);
   bind(a.destroy_qp, "ibv_destroy_qp", true);
+  bind(a.create_srq, "ibv_create_srq", true);
+  bind(a.destroy_srq, "ibv_destroy_srq", true);
   bind(a.get_async_event, "ibv_get_async_event", true);
   bind(a.ack_async_event, "ibv_ack_async_event", true);
   bind(a.wc_status_str, "ibv_wc_status_str", true);

@@ -31,6 +31,8 @@ struct VerbsApi {
   struct ibv_qp* (*create_qp)(struct ibv_pd* pd, struct ibv_qp_init_attr* attr);
   int (*modify_qp)(struct ibv_qp* qp, struct ibv_qp_attr* attr, int mask);
   int (*destroy_qp)(struct ibv_qp* qp);
+  struct ibv_srq* (*create_srq)(struct ibv_pd* pd, struct ibv_srq_init_attr* attr);
+  int (*destroy_srq)(struct ibv_srq* srq);
   int (*get_async_event)(struct ibv_context* context, struct ibv_async_event* event);
   void (*ack_async_event)(struct ibv_async_event* event);
   const char* (*wc_status_str)(enum ibv_wc_status status);

@@ -1,0 +1,304 @@
+// The emulated verbs device, driven through the plugin's verbs loader as the transport will
+// drive it: RC connection set-up, RDMA write with and without immediate, send/receive, RDMA
+// read, the errors a NIC reports (bad rkey, short receive buffer, a peer that is gone), a
+// write with immediate that waits for its receive WQE, and port events.
+#include <dlfcn.h>
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "verbs/loader.h"
+
+namespace epyard::net::verbs {
+namespace {
+
+// The fake's test hook, from the copy the loader opened.
+int portEvent(ibv_context* ctx, int active) {
+  void* lib = dlopen(EPYARD_FAKEVERBS_PATH, RTLD_NOW | RTLD_NOLOAD);
+  auto fn =
+      lib ? reinterpret_cast<int (*)(ibv_context*, int)>(dlsym(lib, "epyard_fakeverbs_port_event"))
+          : nullptr;
+  return fn ? fn(ctx, active) : -1;
+}
+
+const VerbsApi* api() {
+  std::string why;
+  const VerbsApi* a = loadVerbs(EPYARD_FAKEVERBS_PATH, &why);
+  EXPECT_NE(a, nullptr) << why;
+  return a;
+}
+
+constexpr int kAccess = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ;
+
+struct Side {
+  const VerbsApi* v = api();
+  ibv_context* ctx = nullptr;
+  ibv_pd* pd = nullptr;
+  ibv_cq* cq = nullptr;
+  ibv_srq* srq = nullptr;
+  ibv_qp* qp = nullptr;
+  ibv_mr* mr = nullptr;
+  std::vector<uint8_t> buf = std::vector<uint8_t>(1 << 16);
+  uint32_t lid = 0;
+
+  explicit Side(bool with_srq, int device = 0) {
+    int n = 0;
+    ibv_device** list = v->get_device_list(&n);
+    EXPECT_GT(n, device);
+    ctx = v->open_device(list[device]);
+    v->free_device_list(list);
+    EXPECT_NE(ctx, nullptr);
+    pd = v->alloc_pd(ctx);
+    cq = v->create_cq(ctx, 256, nullptr, nullptr, 0);
+    if (with_srq) {
+      ibv_srq_init_attr sa{};
+      sa.attr.max_wr = 64;
+      sa.attr.max_sge = 1;
+      srq = v->create_srq(pd, &sa);
+    }
+    ibv_qp_init_attr qa{};
+    qa.send_cq = cq;
+    qa.recv_cq = cq;
+    qa.srq = srq;
+    qa.qp_type = IBV_QPT_RC;
+    qa.cap.max_send_wr = qa.cap.max_recv_wr = 64;
+    qa.cap.max_send_sge = qa.cap.max_recv_sge = 1;
+    qp = v->create_qp(pd, &qa);
+    EXPECT_NE(qp, nullptr);
+    mr = v->reg_mr(pd, buf.data(), buf.size(), kAccess);
+    ibv_port_attr pa{};
+    EXPECT_EQ(v->query_port(ctx, 1, &pa), 0);
+    ibv_gid gid{};
+    EXPECT_EQ(v->query_gid(ctx, 1, 0, &gid), 0);
+    memcpy(&lid, gid.raw + 12, 4);
+  }
+  ~Side() {
+    v->destroy_qp(qp);
+    if (srq) v->destroy_srq(srq);
+    v->dereg_mr(mr);
+    v->destroy_cq(cq);
+    v->dealloc_pd(pd);
+    v->close_device(ctx);
+  }
+  int connect(uint32_t peer_lid, uint32_t peer_qpn) {
+    ibv_qp_attr a{};
+    a.qp_state = IBV_QPS_INIT;
+    a.port_num = 1;
+    a.qp_access_flags = kAccess;
+    if (int rc = v->modify_qp(qp, &a,
+                              IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_ACCESS_FLAGS))
+      return rc;
+    a = {};
+    a.qp_state = IBV_QPS_RTR;
+    a.path_mtu = IBV_MTU_4096;
+    a.dest_qp_num = peer_qpn;
+    a.ah_attr.is_global = 1;  // by GID, as RoCE needs (works on IB too)
+    memcpy(a.ah_attr.grh.dgid.raw + 12, &peer_lid, 4);
+    a.ah_attr.port_num = 1;
+    if (int rc = v->modify_qp(qp, &a,
+                              IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN |
+                                  IBV_QP_RQ_PSN | IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER))
+      return rc;
+    a = {};
+    a.qp_state = IBV_QPS_RTS;
+    return v->modify_qp(qp, &a,
+                        IBV_QP_STATE | IBV_QP_SQ_PSN | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT |
+                            IBV_QP_RNR_RETRY | IBV_QP_MAX_QP_RD_ATOMIC);
+  }
+  int postWrite(uint64_t off, uint32_t len, uint64_t raddr, uint32_t rkey, bool imm, uint64_t id,
+                ibv_wr_opcode op = IBV_WR_RDMA_WRITE) {
+    ibv_sge sge{reinterpret_cast<uint64_t>(buf.data() + off), len, mr->lkey};
+    ibv_send_wr wr{}, *bad = nullptr;
+    wr.wr_id = id;
+    wr.sg_list = &sge;
+    wr.num_sge = 1;
+    wr.opcode = imm && op == IBV_WR_RDMA_WRITE ? IBV_WR_RDMA_WRITE_WITH_IMM : op;
+    wr.send_flags = IBV_SEND_SIGNALED;
+    wr.imm_data = 0x1234abcd;
+    wr.wr.rdma.remote_addr = raddr;
+    wr.wr.rdma.rkey = rkey;
+    return ibv_post_send(qp, &wr, &bad);
+  }
+  int postRecv(uint64_t off, uint32_t len, uint64_t id) {
+    ibv_sge sge{reinterpret_cast<uint64_t>(buf.data() + off), len, mr->lkey};
+    ibv_recv_wr wr{}, *bad = nullptr;
+    wr.wr_id = id;
+    wr.sg_list = &sge;
+    wr.num_sge = 1;
+    return srq ? ibv_post_srq_recv(srq, &wr, &bad) : ibv_post_recv(qp, &wr, &bad);
+  }
+  bool waitCq(ibv_wc* wc, int seconds = 5) {
+    auto end = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+    while (std::chrono::steady_clock::now() < end) {
+      if (ibv_poll_cq(cq, 1, wc) == 1) return true;
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+    return false;
+  }
+  uint64_t addr(uint64_t off) { return reinterpret_cast<uint64_t>(buf.data() + off); }
+};
+
+struct Pair {
+  Side a, b;
+  explicit Pair(bool srq = true) : a(srq), b(srq, 1) {
+    EXPECT_EQ(a.connect(b.lid, b.qp->qp_num), 0);
+    EXPECT_EQ(b.connect(a.lid, a.qp->qp_num), 0);
+  }
+};
+
+TEST(FakeVerbs, WriteWithImmediateLandsAndCompletesBothSides) {
+  Pair p;
+  for (int i = 0; i < 4096; ++i) p.a.buf[i] = static_cast<uint8_t>(i * 7);
+  ASSERT_EQ(p.b.postRecv(0, 0, 77), 0);
+  ASSERT_EQ(p.a.postWrite(0, 4096, p.b.addr(8192), p.b.mr->rkey, true, 5), 0);
+  ibv_wc wc{};
+  ASSERT_TRUE(p.b.waitCq(&wc));
+  EXPECT_EQ(wc.status, IBV_WC_SUCCESS);
+  EXPECT_EQ(wc.opcode, IBV_WC_RECV_RDMA_WITH_IMM);
+  EXPECT_EQ(wc.imm_data, 0x1234abcdu);
+  EXPECT_EQ(wc.byte_len, 4096u);
+  EXPECT_EQ(wc.wr_id, 77u);
+  EXPECT_EQ(memcmp(p.a.buf.data(), p.b.buf.data() + 8192, 4096), 0);
+  ASSERT_TRUE(p.a.waitCq(&wc));
+  EXPECT_EQ(wc.status, IBV_WC_SUCCESS);
+  EXPECT_EQ(wc.opcode, IBV_WC_RDMA_WRITE);
+  EXPECT_EQ(wc.wr_id, 5u);
+}
+
+TEST(FakeVerbs, WriteWithImmediateWaitsForAReceiveWqe) {
+  Pair p;
+  ASSERT_EQ(p.a.postWrite(0, 64, p.b.addr(0), p.b.mr->rkey, true, 1), 0);
+  ibv_wc wc{};
+  EXPECT_FALSE(p.b.waitCq(&wc, 1));  // no receive WQE yet: nothing completes
+  EXPECT_FALSE(p.a.waitCq(&wc, 0));
+  ASSERT_EQ(p.b.postRecv(0, 0, 9), 0);
+  ASSERT_TRUE(p.b.waitCq(&wc));
+  EXPECT_EQ(wc.wr_id, 9u);
+  ASSERT_TRUE(p.a.waitCq(&wc));
+  EXPECT_EQ(wc.status, IBV_WC_SUCCESS);
+}
+
+TEST(FakeVerbs, BadRkeyFailsTheWqeAndFlushesTheQp) {
+  Pair p;
+  ASSERT_EQ(p.a.postWrite(0, 64, p.b.addr(0), p.b.mr->rkey + 1000, false, 1), 0);
+  ibv_wc wc{};
+  ASSERT_TRUE(p.a.waitCq(&wc));
+  EXPECT_EQ(wc.status, IBV_WC_REM_ACCESS_ERR);
+  EXPECT_EQ(wc.wr_id, 1u);
+  ASSERT_EQ(p.a.postWrite(0, 64, p.b.addr(0), p.b.mr->rkey, false, 2), 0);
+  ASSERT_TRUE(p.a.waitCq(&wc));
+  EXPECT_EQ(wc.status, IBV_WC_WR_FLUSH_ERR);
+  EXPECT_EQ(wc.wr_id, 2u);
+  // Out of the region's bounds is an access error too.
+  Pair q;
+  ASSERT_EQ(q.a.postWrite(0, 64, q.b.addr(q.b.buf.size() - 32), q.b.mr->rkey, false, 3), 0);
+  ASSERT_TRUE(q.a.waitCq(&wc));
+  EXPECT_EQ(wc.status, IBV_WC_REM_ACCESS_ERR);
+}
+
+TEST(FakeVerbs, SendReceiveAndShortReceiveBuffer) {
+  Pair p(/*srq=*/false);
+  memcpy(p.a.buf.data(), "hello, fabric", 14);
+  ASSERT_EQ(p.b.postRecv(100, 64, 1), 0);
+  ASSERT_EQ(p.a.postWrite(0, 14, 0, 0, false, 2, IBV_WR_SEND), 0);
+  ibv_wc wc{};
+  ASSERT_TRUE(p.b.waitCq(&wc));
+  EXPECT_EQ(wc.opcode, IBV_WC_RECV);
+  EXPECT_EQ(wc.byte_len, 14u);
+  EXPECT_STREQ(reinterpret_cast<char*>(p.b.buf.data() + 100), "hello, fabric");
+  ASSERT_TRUE(p.a.waitCq(&wc));
+  EXPECT_EQ(wc.status, IBV_WC_SUCCESS);
+  EXPECT_EQ(wc.opcode, IBV_WC_SEND);
+
+  ASSERT_EQ(p.b.postRecv(0, 8, 3), 0);
+  ASSERT_EQ(p.a.postWrite(0, 14, 0, 0, false, 4, IBV_WR_SEND), 0);
+  ASSERT_TRUE(p.b.waitCq(&wc));
+  EXPECT_EQ(wc.status, IBV_WC_LOC_LEN_ERR);
+  ASSERT_TRUE(p.a.waitCq(&wc));
+  EXPECT_EQ(wc.status, IBV_WC_REM_INV_REQ_ERR);
+}
+
+TEST(FakeVerbs, RdmaRead) {
+  Pair p;
+  for (int i = 0; i < 256; ++i) p.b.buf[1024 + i] = static_cast<uint8_t>(255 - i);
+  ASSERT_EQ(p.a.postWrite(0, 256, p.b.addr(1024), p.b.mr->rkey, false, 8, IBV_WR_RDMA_READ), 0);
+  ibv_wc wc{};
+  ASSERT_TRUE(p.a.waitCq(&wc));
+  EXPECT_EQ(wc.status, IBV_WC_SUCCESS);
+  EXPECT_EQ(wc.opcode, IBV_WC_RDMA_READ);
+  EXPECT_EQ(memcmp(p.a.buf.data(), p.b.buf.data() + 1024, 256), 0);
+}
+
+TEST(FakeVerbs, QpStateMachineRefusesSkippedSteps) {
+  Side s(false);
+  ibv_qp_attr a{};
+  a.qp_state = IBV_QPS_RTS;
+  EXPECT_EQ(s.v->modify_qp(s.qp, &a, IBV_QP_STATE), EINVAL);
+  EXPECT_EQ(s.postWrite(0, 8, 0, 0, false, 1), EINVAL);  // not connected: refused at post
+}
+
+TEST(FakeVerbs, PortEventsReachTheAsyncQueue) {
+  Side s(false);
+  ASSERT_EQ(portEvent(s.ctx, 0), 0);
+  ibv_async_event e{};
+  ASSERT_EQ(s.v->get_async_event(s.ctx, &e), 0);
+  EXPECT_EQ(e.event_type, IBV_EVENT_PORT_ERR);
+  EXPECT_EQ(e.element.port_num, 1);
+  s.v->ack_async_event(&e);
+  ibv_port_attr pa{};
+  ASSERT_EQ(s.v->query_port(s.ctx, 1, &pa), 0);
+  EXPECT_EQ(pa.state, IBV_PORT_DOWN);
+  ASSERT_EQ(portEvent(s.ctx, 1), 0);
+  ASSERT_EQ(s.v->get_async_event(s.ctx, &e), 0);
+  EXPECT_EQ(e.event_type, IBV_EVENT_PORT_ACTIVE);
+}
+
+TEST(FakeVerbs, APeerProcessThatDiesFailsOutstandingWork) {
+  int to_parent[2], to_child[2];
+  ASSERT_EQ(pipe(to_parent), 0);
+  ASSERT_EQ(pipe(to_child), 0);
+  pid_t pid = fork();
+  if (pid == 0) {  // the peer: a QP and a region, then it dies without closing anything
+    Side b(true, 1);
+    uint32_t info[4] = {b.lid, b.qp->qp_num, b.mr->rkey, 0};
+    uint64_t addr = b.addr(0);
+    uint32_t peer[2];
+    if (write(to_parent[1], info, sizeof info) != sizeof info ||
+        write(to_parent[1], &addr, 8) != 8 || read(to_child[0], peer, sizeof peer) != sizeof peer)
+      _exit(1);
+    b.connect(peer[0], peer[1]);
+    b.postRecv(0, 0, 1);
+    char go;
+    if (write(to_parent[1], "r", 1) != 1 || read(to_child[0], &go, 1) != 1) _exit(1);
+    _exit(0);
+  }
+  Side a(true);
+  uint32_t info[4];
+  uint64_t addr;
+  ASSERT_EQ(read(to_parent[0], info, sizeof info), static_cast<ssize_t>(sizeof info));
+  ASSERT_EQ(read(to_parent[0], &addr, 8), 8);
+  uint32_t me[2] = {a.lid, a.qp->qp_num};
+  ASSERT_EQ(write(to_child[1], me, sizeof me), static_cast<ssize_t>(sizeof me));
+  char ready;
+  ASSERT_EQ(read(to_parent[0], &ready, 1), 1);
+  ASSERT_EQ(a.connect(info[0], info[1]), 0);
+  ASSERT_EQ(a.postWrite(0, 64, addr, info[2], true, 1), 0);
+  ibv_wc wc{};
+  ASSERT_TRUE(a.waitCq(&wc));
+  EXPECT_EQ(wc.status, IBV_WC_SUCCESS);
+  ASSERT_EQ(write(to_child[1], "x", 1), 1);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_EQ(a.postWrite(0, 64, addr, info[2], false, 2), 0);
+  ASSERT_TRUE(a.waitCq(&wc));
+  EXPECT_EQ(wc.status, IBV_WC_RETRY_EXC_ERR);
+  EXPECT_EQ(wc.wr_id, 2u);
+}
+
+}  // namespace
+}  // namespace epyard::net::verbs
