@@ -112,7 +112,7 @@ ncclRedOp_t toNcclOp(const ::c10d::ReduceOp& op, const at::Tensor& t, const char
 }
 
 void throwNccl(ncclResult_t r, ncclComm_t comm, const char* call) {
-  const char* detail = comm != nullptr ? ncclGetLastError(comm) : ncclGetLastError(nullptr);
+  const char* detail = ncclGetLastError(comm);
   TORCH_CHECK(false, "epyard: ", call, " failed: ", ncclGetErrorString(r),
               detail != nullptr && *detail ? std::string(" (") + detail + ")" : std::string());
 }

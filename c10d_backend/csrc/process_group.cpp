@@ -21,8 +21,6 @@ void one(const std::vector<at::Tensor>& v, const char* op) {
   TORCH_CHECK(v.size() == 1, "epyard: ", op, " takes one tensor per process, got ", v.size());
 }
 
-::c10d::ReduceOp sumOp() { return ::c10d::ReduceOp(::c10d::ReduceOp::SUM); }
-
 }  // namespace
 
 ProcessGroupEpyard::ProcessGroupEpyard(const c10::intrusive_ptr<::c10d::Store>& store, int rank,
@@ -78,9 +76,9 @@ c10::intrusive_ptr<::c10d::Work> ProcessGroupEpyard::run(::c10d::OpType type, co
                                                          std::vector<at::Tensor> outputs,
                                                          std::vector<at::Tensor> inputs,
                                                          const Launch& launch, bool blocking,
-                                                         bool after_nccl) {
+                                                         bool uncoalescable) {
   TORCH_CHECK(!outputs.empty() || !inputs.empty(), "epyard: ", name, " got no tensors");
-  TORCH_CHECK(!coalescing_ || !(blocking || after_nccl), "epyard: ", name,
+  TORCH_CHECK(!coalescing_ || !(blocking || uncoalescable), "epyard: ", name,
               " cannot run inside a coalescing block (torch's _coalescing_manager); call it "
               "outside, or use the *_into_tensor / *_tensor form");
   const at::Tensor& first = !inputs.empty() ? inputs.front() : outputs.front();
@@ -189,7 +187,7 @@ c10::intrusive_ptr<::c10d::Work> ProcessGroupEpyard::allgather(std::vector<std::
     at::Tensor flat = at::empty({in.numel() * getSize()}, in.options());
     EPYARD_NCCL(c, ncclAllGather(in.data_ptr(), flat.data_ptr(), in.numel(), toNcclType(in, "allgather"), c, s));
     for (int r = 0; r < getSize(); ++r) outs[r].copy_(flat.narrow(0, r * in.numel(), in.numel()).view_as(outs[r]));
-  }, /*blocking=*/false, /*after_nccl=*/true);
+  }, /*blocking=*/false, /*uncoalescable=*/true);
 }
 
 c10::intrusive_ptr<::c10d::Work> ProcessGroupEpyard::allgather_into_tensor_coalesced(
@@ -235,7 +233,7 @@ c10::intrusive_ptr<::c10d::Work> ProcessGroupEpyard::reduce_scatter(std::vector<
     for (const at::Tensor& i : ins) flat_parts.push_back(i.reshape({-1}));
     at::Tensor flat = at::cat(flat_parts);
     EPYARD_NCCL(c, ncclReduceScatter(flat.data_ptr(), out.data_ptr(), out.numel(), toNcclType(out, "reduce_scatter"), op, c, s));
-  });
+  }, /*blocking=*/false, /*uncoalescable=*/true);
 }
 
 c10::intrusive_ptr<::c10d::Work> ProcessGroupEpyard::reduce_scatter_tensor_coalesced(

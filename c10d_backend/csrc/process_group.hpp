@@ -81,12 +81,13 @@ class ProcessGroupEpyard : public ::c10d::Backend {
   using Launch = std::function<void(ncclComm_t, cudaStream_t)>;
   // Checks the tensors, orders the group's stream after the caller's current stream, runs
   // `launch`, and returns the Work covering it.
-  // `after_nccl`: the launch queues work behind its NCCL call (copies out of a staging
-  // buffer), which cannot be inside a coalesced NCCL group.
+  // `uncoalescable`: the launch queues work behind its NCCL call (copies out of a staging
+  // buffer) or hands it a temporary (a packed input): inside a coalesced NCCL group the call
+  // only runs at the group's end, after both, so such collectives refuse to join one.
   c10::intrusive_ptr<::c10d::Work> run(::c10d::OpType type, const char* name,
                                        std::vector<at::Tensor> outputs,
                                        std::vector<at::Tensor> inputs, const Launch& launch,
-                                       bool blocking = false, bool after_nccl = false);
+                                       bool blocking = false, bool uncoalescable = false);
   void watch();
 
   std::chrono::milliseconds timeout_;

@@ -98,6 +98,21 @@ def main():
         y = h.combine(fresh.tokens, w)
         if h.combine(fresh.tokens, w, out=y_out) is not y_out or not torch.equal(y, y_out):
             fail(f"combine(out=) differs from a fresh combine (seed {seed})")
+    # Staged (send_only, then complete()) gives what one call gives.
+    staged = h.dispatch(x, w, send_only=True)
+    h.complete()
+    if not torch.equal(staged.counters, fresh.counters):
+        fail("staged dispatch counters differ from a one-shot dispatch")
+    y_staged = h.combine(fresh.tokens, w, send_only=True)
+    h.complete()
+    if not torch.equal(y_staged, y):
+        fail("staged combine differs from a one-shot combine")
+    try:
+        h.complete()
+        fail("complete() with nothing staged did not raise")
+    except RuntimeError as e:
+        if "no send_only" not in str(e):
+            fail(f"complete() error does not say what is missing: {e}")
     try:
         _C.PreparedDispatch(reused.tokens, None, None, None, torch.zeros(3, dtype=torch.int32, device=DEV),
                             group.local_experts, WORLD)
@@ -105,7 +120,7 @@ def main():
     except RuntimeError as e:
         if "counters must be" not in str(e):
             fail(f"wrong-size counters error does not name them: {e}")
-    print(f"[rank {RANK}] PASS dispatch(out=) and combine(out=) equal fresh outputs (3 routings)", flush=True)
+    print(f"[rank {RANK}] PASS dispatch(out=) and combine(out=) equal fresh outputs (3 routings); staged dispatch/combine", flush=True)
 
     # CUDA graph: update + dispatch + combine captured once, replayed with new routing in place.
     h = group.handle(top_k=K)

@@ -70,9 +70,12 @@ def test_coalescing_blocks_open_close_and_do_not_nest(group):
     backend._start_coalescing()
     with pytest.raises(RuntimeError, match="do not nest"):
         backend._start_coalescing()
-    # A collective that copies after its NCCL call cannot join the block; it is refused by name.
+    # A collective that copies after its NCCL call, or hands it a temporary, cannot join the
+    # block; it is refused by name.
     with pytest.raises(RuntimeError, match="allgather cannot run inside a coalescing block"):
         backend.allgather([[torch.ones(2)]], [torch.ones(2)])
+    with pytest.raises(RuntimeError, match="reduce_scatter cannot run inside a coalescing block"):
+        backend.reduce_scatter([torch.ones(2)], [[torch.ones(2)]])
     assert backend._end_coalescing() is None  # nothing was queued: no Work, as ProcessGroupNCCL
     with pytest.raises(RuntimeError, match="without startCoalescing"):
         backend._end_coalescing()

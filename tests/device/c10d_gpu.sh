@@ -19,6 +19,9 @@ cmake -S . -B build-py -G Ninja -DCMAKE_BUILD_TYPE=Release -DEPYARD_WERROR=OFF -
   ninja -C build-py epyard_torch >>"$OUT/build_py.log" 2>&1 || { log "build failed"; tail -30 "$OUT/build_py.log"; exit 1; }
 log "build ok"
 steps=" ${*:-test perf} "
+for step in $steps; do
+  case $step in build|test|perf) ;; *) log "unknown step '$step' (build, test, perf)"; exit 2 ;; esac
+done
 export PYTHONPATH=$PWD/build-py/python
 export PYTHONFAULTHANDLER=1  # a crash prints the Python stack of every thread
 ngpu=$(nvidia-smi -L | wc -l)
