@@ -8,6 +8,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -48,20 +49,7 @@ bool readFull(int fd, void* p, size_t n) {
   return true;
 }
 
-bool answers(const std::string& path) {
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
-  const bool ok = fd >= 0 && connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-  if (fd >= 0) close(fd);
-  return ok;
-}
-
-void addWriteLockLocked(Context* c, int fd, uint32_t peer_lid) {
-  c->fd_write_mu[fd] = std::make_unique<std::mutex>();
-  c->fd_peer_lid[fd] = peer_lid;
-}
+void addWriteLockLocked(Context* c, int fd) { c->fd_write_mu[fd] = std::make_unique<std::mutex>(); }
 
 Qp* qpLocked(Context* c, uint32_t qpn) {
   auto it = c->qps.find(qpn);
@@ -242,7 +230,7 @@ void serviceLoop(Context* c) {
       if (fd >= 0) {
         std::lock_guard<std::mutex> lock(c->mu);
         c->in_fds.push_back(fd);
-        addWriteLockLocked(c, fd, 0);
+        addWriteLockLocked(c, fd);
       }
     }
     for (size_t i = 2; i < fds.size(); ++i) {
@@ -260,8 +248,6 @@ void serviceLoop(Context* c) {
         std::lock_guard<std::mutex> lock(c->mu);
         if (!ok) {
           peerGoneLocked(c, fd);
-        } else if (f.type == Frame::kHello) {
-          c->fd_peer_lid[fd] = f.src_lid;
         } else if (f.type == Frame::kAck || f.type == Frame::kReadResp) {
           serveResponseLocked(c, f, payload);
         } else {
@@ -303,6 +289,12 @@ void failQpLocked(Qp* q, ibv_wc_status status) {
   q->rq.clear();
 }
 
+void rejectWaitingLocked(Qp* q, std::vector<Outgoing>* out) {
+  for (const Inbound& in : q->waiting)
+    out->push_back(reply(in.reply_fd, in.frame, Frame::kAck, IBV_WC_RETRY_EXC_ERR));
+  q->waiting.clear();
+}
+
 void drainWaitingLocked(Qp* q, std::vector<Outgoing>* out) {
   RecvWqe w;
   while (!q->waiting.empty() && takeRecvWqeLocked(q, &w)) {
@@ -325,15 +317,8 @@ int peerSocketLocked(Context* c, uint32_t lid) {
     if (fd >= 0) close(fd);
     return -1;
   }
-  Frame hello;
-  hello.type = Frame::kHello;
-  hello.src_lid = c->lid;
-  if (!writeFull(fd, &hello, sizeof hello)) {
-    close(fd);
-    return -1;
-  }
   c->out_fds[lid] = fd;
-  addWriteLockLocked(c, fd, lid);
+  addWriteLockLocked(c, fd);
   if (write(c->wake[1], "w", 1) < 0) {
   }
   return fd;
@@ -349,7 +334,6 @@ void sendAll(Context* c, std::vector<Outgoing>* out) {
       mu = it->second.get();
     }
     o.frame.src_lid = c->lid;
-    o.frame.len = o.payload.size() > 0 ? o.payload.size() : o.frame.len;
     bool ok;
     {
       std::lock_guard<std::mutex> lock(*mu);
@@ -364,43 +348,46 @@ void sendAll(Context* c, std::vector<Outgoing>* out) {
   out->clear();
 }
 
+// Serves a fresh socket first, then claims the lowest free LID by linking a file naming that
+// socket to <dir>/lid.<n> (link fails if the name exists): a LID file always names a socket
+// that already listens. LIDs of processes that died stay taken (tests are short).
 bool openFabric(Context* c, std::string* error) {
+  static std::atomic<int> contexts{0};
   const std::string dir = fabricDir();
   mkdir(dir.c_str(), 0700);
-  for (uint32_t lid = 1; lid < 0xc000; ++lid) {  // unicast LIDs
-    const std::string file = dir + "/lid." + std::to_string(lid);
-    int fd = open(file.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
-    if (fd < 0) {
-      // A LID left by a process that died is free again: nobody answers on its socket.
-      std::ifstream in(file);
-      std::string path;
-      if (std::getline(in, path) && !answers(path)) {
-        unlink(path.c_str());
-        if (unlink(file.c_str()) == 0) --lid;
-      }
-      continue;
-    }
-    c->lid = lid;
-    c->lid_file = file;
-    c->sock_path = dir + "/ctx." + std::to_string(getpid()) + "." + std::to_string(lid) + ".sock";
-    const std::string line = c->sock_path + "\n";
-    const bool wrote = write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
-    close(fd);
-    if (!wrote) break;
-    unlink(c->sock_path.c_str());
-    c->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    strncpy(addr.sun_path, c->sock_path.c_str(), sizeof(addr.sun_path) - 1);
-    if (c->listen_fd < 0 ||
-        bind(c->listen_fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-        listen(c->listen_fd, 64) != 0 || pipe2(c->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
-      *error = std::string("fake verbs: cannot serve ") + c->sock_path + ": " + strerror(errno);
+  const std::string stem =
+      dir + "/ctx." + std::to_string(getpid()) + "." + std::to_string(contexts++);
+  c->sock_path = stem + ".sock";
+  unlink(c->sock_path.c_str());
+  c->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  strncpy(addr.sun_path, c->sock_path.c_str(), sizeof(addr.sun_path) - 1);
+  if (c->listen_fd < 0 ||
+      bind(c->listen_fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      listen(c->listen_fd, 64) != 0 || pipe2(c->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
+    *error = std::string("fake verbs: cannot serve ") + c->sock_path + ": " + strerror(errno);
+    return false;
+  }
+  const std::string named = stem + ".lid";
+  {
+    std::ofstream f(named);
+    f << c->sock_path << "\n";
+    if (!f) {
+      *error = "fake verbs: cannot write " + named;
       return false;
     }
+  }
+  for (uint32_t lid = 1; lid < 0xc000; ++lid) {  // unicast LIDs
+    const std::string file = dir + "/lid." + std::to_string(lid);
+    if (link(named.c_str(), file.c_str()) != 0) continue;
+    unlink(named.c_str());
+    c->lid = lid;
+    c->lid_file = file;
     c->service = std::thread(serviceLoop, c);
     return true;
   }
+  unlink(named.c_str());
   *error = "fake verbs: no free LID under " + dir;
   return false;
 }

@@ -3,16 +3,18 @@
 // for the inline data-path calls (post_send, post_recv, post_srq_recv, poll_cq), so the
 // transport runs unchanged on it with EPYARD_IB_VERBS_LIBRARY pointing here.
 //
-// The "fabric" is the file system plus UNIX stream sockets: every opened context claims a LID
-// by creating <dir>/lid.<n> exclusively (the file holds its socket path) and serves that socket
-// from one thread. RC QPs only. An RDMA write, send or read travels as a frame to the target
+// The "fabric" is the file system plus UNIX stream sockets: every opened context listens on a
+// socket of its own, then claims a LID by linking a file naming it to <dir>/lid.<n>, and
+// serves that socket from one thread. RC QPs only. An RDMA write, send or read travels as a frame to the target
 // context's thread, which checks the QP state and connection, the rkey, access rights and
 // bounds exactly as a NIC would, places the data, takes a receive WQE where the opcode needs
 // one (a send or a write with immediate; none posted = the frame waits, like an endless RNR
 // retry), completes it on the receive CQ and acknowledges; the acknowledgement completes the
 // send WQE (or fails it: remote access error, then the QP enters the error state and flushes).
 // A peer process that goes away fails its QPs' outstanding WQEs with a retry-exceeded error.
-// Tests raise async events (port down/up) with epyard_fakeverbs_port_event().
+// Tests raise async events (port down/up) with epyard_fakeverbs_port_event(). Limit: replies
+// are written with blocking sends, so two contexts RDMA-reading more than a socket buffer
+// from each other at once could stall; the tests read small amounts.
 //
 // Environment (tests only): EPYARD_FAKEVERBS_DEVICES, "name[:ib|:roce],..." (default
 // "fakeib0:ib,fakeroce0:roce"); EPYARD_FAKEVERBS_DIR, the fabric directory (default
@@ -21,7 +23,6 @@
 
 #include <infiniband/verbs.h>
 
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -35,7 +36,7 @@
 namespace epyard::fakeverbs {
 
 struct Frame {
-  enum Type : uint32_t { kHello = 1, kWrite, kSend, kReadReq, kAck, kReadResp };
+  enum Type : uint32_t { kWrite = 1, kSend, kReadReq, kAck, kReadResp };
   uint32_t type = 0;
   uint32_t src_lid = 0, src_qpn = 0, dst_qpn = 0;
   uint64_t seq = 0;  // the initiator's number for the WQE (echoed by kAck/kReadResp)
@@ -56,7 +57,6 @@ struct Context;
 
 struct Cq {
   ibv_cq cq{};  // first: the verbs object handed out
-  Context* ctx = nullptr;
   std::mutex mu;
   std::deque<ibv_wc> entries;
 };
@@ -76,7 +76,6 @@ struct PendingSend {  // a WQE waiting for its acknowledgement
   ibv_wc_opcode opcode = IBV_WC_SEND;
   bool signaled = false;
   std::vector<ibv_sge> read_into;  // RDMA read: where the response goes
-  uint64_t len = 0;
 };
 
 struct Inbound {  // a frame that needs a receive WQE and found none yet
@@ -97,7 +96,6 @@ struct Qp {  // all fields under the context's mu
 
 struct Context {
   ibv_context ctx{};  // first
-  ibv_device* device = nullptr;
   std::string dev_name;
   bool roce = false;
   uint32_t lid = 0;
@@ -116,7 +114,6 @@ struct Context {
   std::vector<int> in_fds;          // accepted sockets
   std::set<int> dead_fds;           // sockets whose peer went away
   std::map<int, std::unique_ptr<std::mutex>> fd_write_mu;
-  std::map<int, uint32_t> fd_peer_lid;
   bool port_active = true;
   std::deque<ibv_async_event> async_events;
 };
@@ -139,6 +136,9 @@ void pushCompletion(Cq* cq, const ibv_wc& wc);
 void failQpLocked(Qp* q, ibv_wc_status status);
 // Serves frames waiting on q for a receive WQE while there are WQEs (replies into *out).
 void drainWaitingLocked(Qp* q, std::vector<Outgoing>* out);
+// The QP leaves service (reset, error, destroyed): frames waiting on it fail at their senders
+// as a responder that stopped answering would make them (retry exceeded).
+void rejectWaitingLocked(Qp* q, std::vector<Outgoing>* out);
 
 // verbs_api.cc (callers hold c->mu)
 Mr* findMrLocked(Context* c, uint32_t key, uint64_t addr, uint64_t len, int need_access);

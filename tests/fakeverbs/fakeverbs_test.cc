@@ -183,6 +183,19 @@ TEST(FakeVerbs, WriteWithImmediateWaitsForAReceiveWqe) {
   EXPECT_EQ(wc.status, IBV_WC_SUCCESS);
 }
 
+TEST(FakeVerbs, AWriteWaitingOnAQpThatFailsFailsAtItsSender) {
+  Pair p;
+  ASSERT_EQ(p.a.postWrite(0, 64, p.b.addr(0), p.b.mr->rkey, true, 1), 0);
+  ibv_wc wc{};
+  EXPECT_FALSE(p.a.waitCq(&wc, 1));  // waiting at b for a receive WQE
+  ibv_qp_attr err{};
+  err.qp_state = IBV_QPS_ERR;
+  ASSERT_EQ(p.b.v->modify_qp(p.b.qp, &err, IBV_QP_STATE), 0);
+  ASSERT_TRUE(p.a.waitCq(&wc));
+  EXPECT_EQ(wc.status, IBV_WC_RETRY_EXC_ERR);
+  EXPECT_EQ(wc.wr_id, 1u);
+}
+
 TEST(FakeVerbs, BadRkeyFailsTheWqeAndFlushesTheQp) {
   Pair p;
   ASSERT_EQ(p.a.postWrite(0, 64, p.b.addr(0), p.b.mr->rkey + 1000, false, 1), 0);

@@ -157,9 +157,8 @@ int postSend(ibv_qp* qp, ibv_send_wr* wr, ibv_send_wr** bad) {
     if (o.frame.type == Frame::kReadReq) {
       for (int i = 0; i < wr->num_sge; ++i) {
         p.read_into.push_back(wr->sg_list[i]);
-        p.len += wr->sg_list[i].length;
+        o.frame.len += wr->sg_list[i].length;
       }
-      o.frame.len = p.len;
     } else {
       local_ok = gatherLocked(c, wr, &o.payload);
       o.frame.len = o.payload.size();
@@ -269,7 +268,6 @@ const char* ibv_get_device_name(ibv_device* d) { return d->name; }
 ibv_context* ibv_open_device(ibv_device* d) {
   DeviceList& l = deviceList();
   auto* c = new Context;
-  c->device = d;
   c->dev_name = d->name;
   c->roce = l.roce[static_cast<size_t>(d - l.devices.data())];
   c->ctx.device = d;
@@ -284,6 +282,8 @@ ibv_context* ibv_open_device(ibv_device* d) {
   std::string error;
   if (pipe2(c->async_pipe, O_CLOEXEC) != 0 || !openFabric(c, &error)) {
     closeFabric(c);
+    for (int fd : c->async_pipe)
+      if (fd >= 0) close(fd);
     delete c;
     errno = ENODEV;
     return nullptr;
@@ -400,7 +400,6 @@ int ibv_dereg_mr(ibv_mr* mr) {
 
 ibv_cq* ibv_create_cq(ibv_context* ctx, int cqe, void* cq_context, ibv_comp_channel* channel, int) {
   auto* q = new Cq;
-  q->ctx = ctxOf(ctx);
   q->cq.context = ctx;
   q->cq.channel = channel;
   q->cq.cq_context = cq_context;
@@ -454,29 +453,37 @@ ibv_qp* ibv_create_qp(ibv_pd* pd, ibv_qp_init_attr* attr) {
 
 int ibv_modify_qp(ibv_qp* qp, ibv_qp_attr* attr, int mask) {
   Qp* q = qpOf(qp);
-  std::lock_guard<std::mutex> lock(q->ctx->mu);
-  if (!(mask & IBV_QP_STATE)) return 0;
-  if (!transitionOk(q->qp.state, attr->qp_state, mask)) return EINVAL;
-  if (attr->qp_state == IBV_QPS_RTR) {
-    q->dest_lid = destLid(attr->ah_attr);
-    q->dest_qpn = attr->dest_qp_num;
+  std::vector<Outgoing> out;
+  {
+    std::lock_guard<std::mutex> lock(q->ctx->mu);
+    if (!(mask & IBV_QP_STATE)) return 0;
+    if (!transitionOk(q->qp.state, attr->qp_state, mask)) return EINVAL;
+    if (attr->qp_state == IBV_QPS_RTR) {
+      q->dest_lid = destLid(attr->ah_attr);
+      q->dest_qpn = attr->dest_qp_num;
+    }
+    if (attr->qp_state == IBV_QPS_ERR) failQpLocked(q, IBV_WC_WR_FLUSH_ERR);
+    if (attr->qp_state == IBV_QPS_RESET) {
+      q->pending.clear();
+      q->rq.clear();
+    }
+    if (attr->qp_state == IBV_QPS_ERR || attr->qp_state == IBV_QPS_RESET)
+      rejectWaitingLocked(q, &out);
+    q->qp.state = attr->qp_state;
   }
-  if (attr->qp_state == IBV_QPS_ERR) failQpLocked(q, IBV_WC_WR_FLUSH_ERR);
-  if (attr->qp_state == IBV_QPS_RESET) {
-    q->pending.clear();
-    q->rq.clear();
-    q->waiting.clear();
-  }
-  q->qp.state = attr->qp_state;
+  sendAll(q->ctx, &out);
   return 0;
 }
 
 int ibv_destroy_qp(ibv_qp* qp) {
   Qp* q = qpOf(qp);
+  std::vector<Outgoing> out;
   {
     std::lock_guard<std::mutex> lock(q->ctx->mu);
     q->ctx->qps.erase(q->qp.qp_num);
+    rejectWaitingLocked(q, &out);
   }
+  sendAll(q->ctx, &out);
   delete q;
   return 0;
 }
