@@ -2,8 +2,8 @@
 // (expert-major: expert l's rows are source 0's tokens in token order, then source 1's, ...;
 // rank-major: source d's tokens at rows [d*B, d*B + count)), then copy each slot out of the
 // symmetric buffer into the caller's tensors as soon as its flag is up. The counters go to the
-// layout-info tensors and to the handle; so does, per received slot, its token and (expert-major)
-// the row of each top-k slot: combine reads them.
+// layout-info tensors; the handle keeps the per-source counts and, per received slot, its token
+// and (expert-major) the row of each top-k slot: combine reads them.
 #pragma once
 
 #include "device/ll_buffers.cuh"
@@ -67,8 +67,6 @@ __device__ inline void writeCounters(const LlDispatchArgs& a, const RecvShared* 
   for (int l = threadIdx.x; l < c.local_experts; l += blockDim.x) {
     int offset = 0;
     for (int i = 0; i < l; ++i) offset += s->total[i];
-    c.h.recv_expert_cnt[l] = s->total[l];
-    c.h.recv_expert_off[l] = offset;
     if (out.expert_counters) out.expert_counters[l] = s->total[l];
     if (out.expert_offsets) out.expert_offsets[l] = offset;
   }

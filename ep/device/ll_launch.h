@@ -10,7 +10,9 @@ namespace epyard::ep {
 
 constexpr int kLlBlockThreads = 512;
 
-// ncclEpUpdateHandle: routing of this rank's tokens (one block; T <= 1024).
+// ncclEpUpdateHandle: routing of this rank's tokens (one block; T <= 1024). prepareLlLayout
+// (group creation, on the group's device) allows the shared memory the largest update needs.
+cudaError_t prepareLlLayout(int max_tokens, int num_experts, int num_ranks);
 cudaError_t launchLlLayout(const LlLayoutArgs& args, cudaStream_t stream);
 
 // Dispatch / combine: `grid` blocks, all of which must be resident at once (grid <= SMs).

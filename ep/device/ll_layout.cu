@@ -4,7 +4,6 @@
 // thread per token. Per chunk of 32 tokens (a warp) and per expert (and per rank) a 32-bit mask
 // of the lanes that name it gives both the counts and each token's rank within its chunk.
 
-#include <atomic>
 #include <mutex>
 
 #include "device/ll_launch.h"
@@ -114,22 +113,23 @@ __global__ void __launch_bounds__(kLayoutThreads) llLayoutKernel(LlLayoutArgs a)
 
 }  // namespace
 
+cudaError_t prepareLlLayout(int max_tokens, int num_experts, int num_ranks) {
+  const size_t need = layoutSmemBytes((max_tokens + 31) / 32, num_experts, num_ranks);
+  // The limit belongs to the current device's context: raised there, never lowered (another
+  // group on this device may need more). Group creation only, so a lock is cheap.
+  static std::mutex mu;
+  std::lock_guard<std::mutex> lock(mu);
+  cudaFuncAttributes attr{};
+  cudaError_t e = cudaFuncGetAttributes(&attr, llLayoutKernel);
+  if (e != cudaSuccess || need <= static_cast<size_t>(attr.maxDynamicSharedSizeBytes)) return e;
+  return cudaFuncSetAttribute(llLayoutKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                              static_cast<int>(need));
+}
+
 cudaError_t launchLlLayout(const LlLayoutArgs& args, cudaStream_t stream) {
   const LlCommon& c = args.c;
   const int chunks = c.num_tokens > 0 ? (c.num_tokens + 31) / 32 : 1;
   const size_t smem = layoutSmemBytes(chunks, c.num_experts, c.num_ranks);
-  // Raised once to the largest size asked for, not on every update (this is the per-step path).
-  static std::mutex mu;
-  static std::atomic<size_t> allowed{48 * 1024};
-  if (smem > allowed.load()) {
-    std::lock_guard<std::mutex> lock(mu);
-    if (smem > allowed.load()) {
-      cudaError_t e = cudaFuncSetAttribute(llLayoutKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                           static_cast<int>(smem));
-      if (e != cudaSuccess) return e;
-      allowed.store(smem);
-    }
-  }
   const int threads = c.num_tokens > 32 ? ((c.num_tokens + 31) / 32) * 32 : 32;
   llLayoutKernel<<<1, threads < 256 ? 256 : threads, smem, stream>>>(args);
   return cudaGetLastError();

@@ -7,12 +7,6 @@
 #include <cstddef>
 #include <cstdint>
 
-#ifdef __CUDACC__
-#define EPYARD_HOST_DEVICE __host__ __device__
-#else
-#define EPYARD_HOST_DEVICE
-#endif
-
 namespace epyard::ep {
 
 constexpr int kLlMaxTopK = 16;
@@ -118,8 +112,6 @@ struct LlHandleLayout {
   uint64_t expert_send_cnt;  // [E] int32: my tokens per expert
   uint64_t rank_send_cnt;    // [R] int32: my tokens per destination rank
   uint64_t recv_src_cnt;     // [R] int32: tokens received from each source
-  uint64_t recv_expert_cnt;  // [L] int32: rows received per local expert
-  uint64_t recv_expert_off;  // [L] int32: exclusive prefix of recv_expert_cnt
   uint64_t recv_token;       // [R*B] int32: source token of received slot (d, j)
   uint64_t recv_rows;        // [R*B*K] int32: expert-major row holding top-k slot k, or -1
   uint64_t seqs;             // [2] u64: sequence numbers of this handle's dispatch, combine
@@ -135,8 +127,6 @@ struct LlHandleDev {
   int32_t* expert_send_cnt;
   int32_t* rank_send_cnt;
   int32_t* recv_src_cnt;
-  int32_t* recv_expert_cnt;
-  int32_t* recv_expert_off;
   int32_t* recv_token;
   int32_t* recv_rows;
   uint64_t* seqs;

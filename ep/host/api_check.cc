@@ -1,6 +1,5 @@
 #include "host/api_check.h"
 
-#include <algorithm>
 #include <cstdio>
 #include <cstring>
 

@@ -138,8 +138,8 @@ ncclResult_t createGroup(ncclEpGroup* g, ncclComm_t comm, const ncclEpGroupConfi
     return fail(g, ncclInvalidUsage,
                 "NCCL_EP_ALGO_HIGH_THROUGHPUT is not available in this version of epyard; use "
                 "NCCL_EP_ALGO_LOW_LATENCY (up to 1024 tokens per rank)");
-  if (g->num_ranks > kLlMaxRanks)
-    return fail(g, ncclInvalidArgument, "more than 512 ranks are not supported");
+  // checkGroupConfig has made every rank hold at least one of at most kMaxExperts experts.
+  static_assert(kMaxExperts <= kLlMaxRanks, "the LL buffers must hold a mask entry per rank");
   g->alloc.fns = config->alloc;
   g->timeout_ns = config->timeout_ns != NCCL_EP_AUTO
                       ? config->timeout_ns
@@ -157,6 +157,8 @@ ncclResult_t createGroup(ncclEpGroup* g, ncclComm_t comm, const ncclEpGroupConfi
                 ? static_cast<int>(config->max_num_sms)
                 : sms;
   EP_CHECK(checkLsaTeam(g));
+  EP_CUDA(g, prepareLlLayout(static_cast<int>(config->max_dispatch_tokens_per_rank),
+                             static_cast<int>(config->num_experts), g->num_ranks));
 
   g->layout = llBufferLayout(g->num_ranks, static_cast<int>(config->num_experts),
                              static_cast<int>(config->max_dispatch_tokens_per_rank),

@@ -117,8 +117,6 @@ ncclResult_t handleInit(ncclEpHandle_t* out, ncclEpGroup_t g, ncclEpLayout_t lay
   h->dev.expert_send_cnt = at<int32_t>(mem, hl.expert_send_cnt);
   h->dev.rank_send_cnt = at<int32_t>(mem, hl.rank_send_cnt);
   h->dev.recv_src_cnt = at<int32_t>(mem, hl.recv_src_cnt);
-  h->dev.recv_expert_cnt = at<int32_t>(mem, hl.recv_expert_cnt);
-  h->dev.recv_expert_off = at<int32_t>(mem, hl.recv_expert_off);
   h->dev.recv_token = at<int32_t>(mem, hl.recv_token);
   h->dev.recv_rows = at<int32_t>(mem, hl.recv_rows);
   h->dev.seqs = at<uint64_t>(mem, hl.seqs);

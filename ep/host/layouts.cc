@@ -46,7 +46,7 @@ LlBufferLayout llBufferLayout(int ranks, int experts, int max_tokens, unsigned m
 LlHandleLayout llHandleLayout(int ranks, int experts, int max_tokens, int top_k, bool rank_major) {
   LlHandleLayout h{};
   const uint64_t R = static_cast<uint64_t>(ranks), B = static_cast<uint64_t>(max_tokens);
-  const uint64_t E = static_cast<uint64_t>(experts), L = E / R, K = static_cast<uint64_t>(top_k);
+  const uint64_t E = static_cast<uint64_t>(experts), K = static_cast<uint64_t>(top_k);
   uint64_t at = 0;
   h.topk = take(&at, B * K * 4);
   h.send_pos = take(&at, B * K * 4);
@@ -55,8 +55,6 @@ LlHandleLayout llHandleLayout(int ranks, int experts, int max_tokens, int top_k,
   h.expert_send_cnt = take(&at, E * 4);
   h.rank_send_cnt = take(&at, R * 4);
   h.recv_src_cnt = take(&at, R * 4);
-  h.recv_expert_cnt = take(&at, L * 4);
-  h.recv_expert_off = take(&at, L * 4);
   h.recv_token = take(&at, R * B * 4);
   h.recv_rows = take(&at, (rank_major ? 1 : R * B * K) * 4);
   h.seqs = take(&at, 2 * 8);
