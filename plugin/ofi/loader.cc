@@ -1,7 +1,6 @@
-#include <dlfcn.h>
-
 #include <mutex>
 
+#include "engine/dynlib.h"
 #include "ofi/ofi.h"
 
 namespace epyard::net::ofi {
@@ -12,26 +11,15 @@ const OfiApi* loadOfi(std::string* why) {
   static bool loaded = false;
   static std::once_flag once;
   std::call_once(once, [] {
-    void* lib = dlopen("libfabric.so.1", RTLD_NOW | RTLD_LOCAL);
-    if (lib == nullptr) {
-      const char* err = dlerror();
-      load_error = std::string("cannot load libfabric.so.1: ") + (err ? err : "unknown error");
-      return;
-    }
-    auto bind = [&](auto& field, const char* symbol) {
-      field = reinterpret_cast<std::remove_reference_t<decltype(field)>>(dlsym(lib, symbol));
-      if (field == nullptr && load_error.empty())
-        load_error = std::string("libfabric.so.1 lacks ") + symbol;
-    };
-    bind(api.getinfo, "fi_getinfo");
-    bind(api.freeinfo, "fi_freeinfo");
-    bind(api.dupinfo, "fi_dupinfo");
-    bind(api.fabric, "fi_fabric");
-    bind(api.strerror, "fi_strerror");
-    bind(api.version, "fi_version");
+    DynamicLibrary lib("libfabric.so.1");
+    lib.bind(api.getinfo, "fi_getinfo");
+    lib.bind(api.freeinfo, "fi_freeinfo");
+    lib.bind(api.dupinfo, "fi_dupinfo");
+    lib.bind(api.fabric, "fi_fabric");
+    lib.bind(api.strerror, "fi_strerror");
+    lib.bind(api.version, "fi_version");
+    load_error = lib.error();
     loaded = load_error.empty();
-    // The library stays loaded for the life of the process: providers keep threads and
-    // atexit handlers that must not outlive their code.
   });
   if (!loaded) {
     if (why) *why = load_error;

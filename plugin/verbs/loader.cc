@@ -1,11 +1,10 @@
 #include "verbs/loader.h"
 
-#include <dlfcn.h>
-
 #include <map>
 #include <memory>
 #include <mutex>
-#include <type_traits>
+
+#include "engine/dynlib.h"
 
 namespace epyard::net::verbs {
 namespace {
@@ -17,43 +16,33 @@ struct Loaded {
 
 std::unique_ptr<Loaded> load(const std::string& library) {
   auto out = std::make_unique<Loaded>();
-  // The library stays loaded for the life of the process (providers keep threads and handlers).
-  void* lib = dlopen(library.c_str(), RTLD_NOW | RTLD_LOCAL);
-  if (lib == nullptr) {
-    const char* err = dlerror();
-    out->error = "cannot load " + library + ": " + (err ? err : "unknown error");
-    return out;
-  }
-  auto bind = [&](auto& field, const char* symbol, bool required) {
-    field = reinterpret_cast<std::remove_reference_t<decltype(field)>>(dlsym(lib, symbol));
-    if (field == nullptr && required && out->error.empty())
-      out->error = library + " lacks " + symbol;
-  };
+  DynamicLibrary lib(library);
   VerbsApi& a = out->api;
-  bind(a.get_device_list, "ibv_get_device_list", true);
-  bind(a.free_device_list, "ibv_free_device_list", true);
-  bind(a.get_device_name, "ibv_get_device_name", true);
-  bind(a.open_device, "ibv_open_device", true);
-  bind(a.close_device, "ibv_close_device", true);
-  bind(a.query_device, "ibv_query_device", true);
-  bind(a.query_port, "ibv_query_port", true);
-  bind(a.query_gid, "ibv_query_gid", true);
-  bind(a.alloc_pd, "ibv_alloc_pd", true);
-  bind(a.dealloc_pd, "ibv_dealloc_pd", true);
-  bind(a.reg_mr, "ibv_reg_mr", true);
-  bind(a.dereg_mr, "ibv_dereg_mr", true);
-  bind(a.create_cq, "ibv_create_cq", true);
-  bind(a.destroy_cq, "ibv_destroy_cq", true);
-  bind(a.create_qp, "ibv_create_qp", true);
-  bind(a.modify_qp, "ibv_modify_qp", true);
-  bind(a.destroy_qp, "ibv_destroy_qp", true);
-  bind(a.create_srq, "ibv_create_srq", true);
-  bind(a.destroy_srq, "ibv_destroy_srq", true);
-  bind(a.get_async_event, "ibv_get_async_event", true);
-  bind(a.ack_async_event, "ibv_ack_async_event", true);
-  bind(a.wc_status_str, "ibv_wc_status_str", true);
-  bind(a.event_type_str, "ibv_event_type_str", true);
-  bind(a.reg_dmabuf_mr, "ibv_reg_dmabuf_mr", false);
+  lib.bind(a.get_device_list, "ibv_get_device_list");
+  lib.bind(a.free_device_list, "ibv_free_device_list");
+  lib.bind(a.get_device_name, "ibv_get_device_name");
+  lib.bind(a.open_device, "ibv_open_device");
+  lib.bind(a.close_device, "ibv_close_device");
+  lib.bind(a.query_device, "ibv_query_device");
+  lib.bind(a.query_port, "ibv_query_port");
+  lib.bind(a.query_gid, "ibv_query_gid");
+  lib.bind(a.alloc_pd, "ibv_alloc_pd");
+  lib.bind(a.dealloc_pd, "ibv_dealloc_pd");
+  lib.bind(a.reg_mr, "ibv_reg_mr");
+  lib.bind(a.dereg_mr, "ibv_dereg_mr");
+  lib.bind(a.create_cq, "ibv_create_cq");
+  lib.bind(a.destroy_cq, "ibv_destroy_cq");
+  lib.bind(a.create_qp, "ibv_create_qp");
+  lib.bind(a.modify_qp, "ibv_modify_qp");
+  lib.bind(a.destroy_qp, "ibv_destroy_qp");
+  lib.bind(a.create_srq, "ibv_create_srq");
+  lib.bind(a.destroy_srq, "ibv_destroy_srq");
+  lib.bind(a.get_async_event, "ibv_get_async_event");
+  lib.bind(a.ack_async_event, "ibv_ack_async_event");
+  lib.bind(a.wc_status_str, "ibv_wc_status_str");
+  lib.bind(a.event_type_str, "ibv_event_type_str");
+  lib.bind(a.reg_dmabuf_mr, "ibv_reg_dmabuf_mr", /*required=*/false);
+  out->error = lib.error();
   return out;
 }
 
