@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "launch/ranks.h"
+#include "perf_common.h"
 #include "nccl_ep.h"
 
 namespace {
@@ -45,15 +46,6 @@ struct Options {
   bool pair = false;
 };
 
-std::vector<int> parseList(const char* s) {
-  std::vector<int> v;
-  for (const char* p = s; *p;) {
-    v.push_back(std::atoi(p));
-    while (*p && *p != ',') ++p;
-    if (*p == ',') ++p;
-  }
-  return v;
-}
 
 #define CHECK_CUDA(x)                                                                         \
   do {                                                                                        \
@@ -329,10 +321,10 @@ int main(int argc, char** argv) {
     std::string a = argv[i];
     const char* v = i + 1 < argc ? argv[i + 1] : "";
     if (a == "--nranks") o.nranks = std::atoi(v), ++i;
-    else if (a == "--tokens") o.tokens = parseList(v), ++i;
-    else if (a == "--hidden") o.hidden = parseList(v), ++i;
-    else if (a == "--topk") o.topk = parseList(v), ++i;
-    else if (a == "--experts") o.experts = parseList(v), ++i;
+    else if (a == "--tokens") o.tokens = epyard::perf::parseIntList(v), ++i;
+    else if (a == "--hidden") o.hidden = epyard::perf::parseIntList(v), ++i;
+    else if (a == "--topk") o.topk = epyard::perf::parseIntList(v), ++i;
+    else if (a == "--experts") o.experts = epyard::perf::parseIntList(v), ++i;
     else if (a == "--iters") o.iters = std::atoi(v), ++i;
     else if (a == "--warmup") o.warmup = std::atoi(v), ++i;
     else if (a == "--bf16") o.fp8 = false;

@@ -14,6 +14,22 @@
 
 namespace epyard::perf {
 
+std::vector<int> parseIntList(const char* text) {
+  std::vector<int> v;
+  for (const std::string& w : parseWordList(text)) v.push_back(std::atoi(w.c_str()));
+  return v;
+}
+
+std::vector<std::string> parseWordList(const char* text) {
+  std::vector<std::string> v;
+  for (const char* p = text; *p;) {
+    const char* end = std::strchr(p, ',');
+    v.emplace_back(p, end ? static_cast<size_t>(end - p) : std::strlen(p));
+    p = end ? end + 1 : p + std::strlen(p);
+  }
+  return v;
+}
+
 double nowUs() {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);

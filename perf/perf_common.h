@@ -14,6 +14,10 @@ double nowUs();
 // Parses "64", "4K", "1M", "1G" (powers of two). False on anything else.
 bool parseBytes(const char* text, size_t* out);
 
+// Parses a comma-separated list: "1,32,128" -> {1, 32, 128}; "store,copy" -> {"store", "copy"}.
+std::vector<int> parseIntList(const char* text);
+std::vector<std::string> parseWordList(const char* text);
+
 // A bidirectional byte channel between the two processes.
 struct Channel {
   int fd = -1;

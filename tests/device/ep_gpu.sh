@@ -6,6 +6,8 @@
 #   sanitize           compute-sanitizer memcheck and racecheck on a small case, 2 ranks
 #   perf               epyard_ep_perf at the target shape and a sweep (PERF_ARGS to override;
 #                      several runs separated by ';')
+#   probe              epyard_nvlink_probe: NVLink store bandwidth, all GPUs sending at once
+#                      (PROBE_ARGS to override; several runs separated by ';')
 # EP_TRACE=ON builds the kernels with phase timing (printed at group destruction); BUILD_DIR
 # (default build-dev) lets a traced and a plain build live side by side.
 # Carry .deps (Debian's libfabric-dev .deb; the top-level CMake wants libfabric headers).
@@ -19,7 +21,7 @@ bdir=${BUILD_DIR:-build-dev}
 cmake -S . -B "$bdir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DEPYARD_WERROR=OFF \
   -DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc -DCUDAToolkit_ROOT=/usr/local/cuda \
   -DEPYARD_EP_TRACE=${EP_TRACE:-OFF} >"$OUT/build.log" 2>&1 &&
-  ninja -C "$bdir" epyard epyard_ep_gpu_test epyard_ep_perf >>"$OUT/build.log" 2>&1 ||
+  ninja -C "$bdir" epyard epyard_ep_gpu_test epyard_ep_perf epyard_nvlink_probe >>"$OUT/build.log" 2>&1 ||
   { log "build failed (see build.log)"; grep -E "error|FAILED" -A3 "$OUT/build.log" | head -40; exit 1; }
 log "build ok ($(( $(date +%s) - start )) s)"
 ngpu=$(nvidia-smi -L | wc -l)
@@ -62,7 +64,13 @@ for step in ${*:-test perf}; do
         timeout 300 ./$bdir/perf/epyard_ep_perf --bf16 2>&1 | tee -a "$OUT/summary.txt"
         timeout 300 ./$bdir/perf/epyard_ep_perf --rank-major 2>&1 | tee -a "$OUT/summary.txt"
       fi ;;
-    *) log "unknown step '$step' (build, test[:cases], sanitize, perf)"; exit 2 ;;
+    probe)
+      IFS=';' read -ra runs <<<"${PROBE_ARGS:- }"
+      for args in "${runs[@]}"; do
+        log "epyard_nvlink_probe $args"
+        timeout 300 ./$bdir/perf/epyard_nvlink_probe $args 2>&1 | tee -a "$OUT/summary.txt"
+      done ;;
+    *) log "unknown step '$step' (build, test[:cases], sanitize, perf, probe)"; exit 2 ;;
   esac
 done
 log done

@@ -144,8 +144,9 @@ int tokensOf(const ref::LlShape& s, int rank, const RoutingSpec& spec) {
 
 // One group, one handle per option set, `rounds` rounds each with fresh routing.
 void layouts(Ctx& c, const ref::LlShape& s, std::vector<ref::LlOptions> options,
-             const RoutingSpec& spec, int rounds, const char* name) {
-  ncclEpGroup_t g = makeGroup(c, s);
+             const RoutingSpec& spec, int rounds, const char* name,
+             const std::function<void(ncclEpGroupConfig_t*)>& tweak = {}) {
+  ncclEpGroup_t g = makeGroup(c, s, tweak);
   for (size_t i = 0; i < options.size(); ++i) {
     Round r(s, options[i], tokensOf(s, c.rank(), spec));
     ncclEpHandle_t h = makeHandle(g, r);
@@ -199,6 +200,21 @@ void caseTarget(Ctx& c) {
   full.drop = 0;
   layouts(c, {c.ranks(), 256, 128, 7168, 8}, {opts(kEm, true, true), opts(kEm, false, false)}, full,
           2, "target shape (128 tokens, hidden 7168, top-8, 256 experts)");
+}
+
+// Small grids: one block plays both roles (sends, then receives); with two or five blocks the
+// grid splits into senders and receivers that loop over several items each.
+void caseGrids(Ctx& c) {
+  RoutingSpec sparse;
+  sparse.drop = 0.2;
+  sparse.repeat = 0.2;
+  for (unsigned sms : {1u, 2u, 5u}) {
+    char name[64];
+    std::snprintf(name, sizeof(name), "max_num_sms %u", sms);
+    layouts(c, {c.ranks(), 8 * c.ranks(), 96, 1024, 6},
+            {opts(kEm, true, false), opts(kRm, false, false)}, sparse, 2, name,
+            [sms](ncclEpGroupConfig_t* cfg) { cfg->max_num_sms = sms; });
+  }
 }
 
 void caseStaged(Ctx& c) {
@@ -325,7 +341,8 @@ void caseRepeat(Ctx& c) {
 const std::vector<TestCase>& allCases() {
   static const std::vector<TestCase> cases = {
       {"basic", caseBasic},     {"fp8", caseFp8},       {"shapes", caseShapes},
-      {"target", caseTarget},   {"staged", caseStaged}, {"handles", caseHandles},
+      {"target", caseTarget},   {"grids", caseGrids},   {"staged", caseStaged},
+      {"handles", caseHandles},
       {"graph", caseGraph},     {"repeat", caseRepeat}, {"masks", caseMasks},
       {"errors", caseErrors},   {"lifecycle", caseLifecycle}, {"timeout", caseTimeout},
   };
