@@ -74,11 +74,35 @@ ncclResult_t netInit(ncclDebugLogger_t logger) {
            "stripes of >= %lld bytes",
            (long long)p.rails, (long long)p.progress_threads, (long long)p.min_stripe_bytes);
   ProgressThreads::configure(static_cast<int>(params().progress_threads));
-  std::string why;
-  e.transport = openOfiTransport(params().ofi_provider, &why);
+  const std::string& choice = params().transport;
+  if (choice != "auto" && choice != "verbs" && choice != "ofi") {
+    EPY_WARN("epyard: EPYARD_NET_TRANSPORT=\"%s\" is not auto, verbs or ofi", choice.c_str());
+    return ncclInvalidUsage;
+  }
+  std::string why, verbs_why;
+  if (choice != "ofi") e.transport = openVerbsTransport(&verbs_why);
+  if (!e.transport && choice == "verbs") {
+    EPY_WARN("epyard: EPYARD_NET_TRANSPORT=verbs, but the verbs transport is unavailable: %s",
+             verbs_why.c_str());
+    return ncclSystemError;
+  }
+  if (!e.transport) {
+    if (choice == "auto")
+      EPY_INFO(NCCL_INIT | NCCL_NET, "epyard: no verbs transport (%s); trying libfabric", verbs_why.c_str());
+    e.transport = openOfiTransport(params().ofi_provider, &why);
+  } else if (params().ib_qps_per_conn > 0) {  // verbs: a rail per QP
+    p.rails = params().ib_qps_per_conn;
+    setParams(p);
+  }
+  if (!e.transport && choice == "ofi") {
+    EPY_WARN("epyard: EPYARD_NET_TRANSPORT=ofi, but libfabric is unavailable: %s", why.c_str());
+    return ncclSystemError;
+  }
   if (!e.transport) {
     EPY_INFO(NCCL_INIT | NCCL_NET, "epyard: no network devices: %s", why.c_str());
   } else {
+    EPY_INFO(NCCL_INIT | NCCL_NET, "epyard: %s transport, %d NIC(s)", e.transport->name(),
+             e.transport->numNics());
     for (int i = 0; i < e.transport->numNics(); ++i) {
       Nic* nic = e.transport->nic(i);
       e.devices.push_back(makeDevice(nic->info().name, {nic}, {i}));

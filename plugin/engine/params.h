@@ -21,12 +21,30 @@ namespace epyard::net {
     "Threads polling rails in the background; 0 = progress inside test(); -1 = auto "      \
     "(min(8, cores/8), 0 below 16 cores)")                                                 \
   X(EPYARD_NET_MAX_COMMS, max_comms, 65536, 1, 1048576,                                    \
-    "Connections per device reported to NCCL (maxComms)")
+    "Connections per device reported to NCCL (maxComms)")                                 \
+  X(EPYARD_IB_QPS_PER_CONN, ib_qps_per_conn, 0, 0, 8,                                      \
+    "verbs: RC QPs per connection (each a rail, data striped); 0 = EPYARD_NET_RAILS")      \
+  X(EPYARD_IB_GID_INDEX, ib_gid_index, -1, -1, 255,                                        \
+    "verbs, RoCE: GID index; -1 = auto (the highest IPv4-mapped GID, i.e. RoCE v2, else 0)") \
+  X(EPYARD_IB_TC, ib_traffic_class, 0, 0, 255, "verbs: traffic class of every QP (GRH)")   \
+  X(EPYARD_IB_SL, ib_service_level, 0, 0, 15, "verbs: service level of every QP")          \
+  X(EPYARD_IB_TIMEOUT, ib_timeout, 20, 1, 31,                                              \
+    "verbs: ACK timeout exponent, 4.096 us x 2^value per try")                              \
+  X(EPYARD_IB_RETRY_CNT, ib_retry_cnt, 7, 0, 7, "verbs: transport retries before an error")
 
 #define EPYARD_NET_STRING_PARAMS(X)                                                      \
+  X(EPYARD_NET_TRANSPORT, transport, "auto",                                             \
+    "auto (verbs where an active port exists, else libfabric), verbs or ofi")            \
   X(EPYARD_OFI_PROVIDER, ofi_provider, "",                                               \
     "libfabric provider to use (e.g. efa, 'tcp;ofi_rxm'); FI_PROVIDER is honoured too; " \
-    "empty = efa where present, else tcp;ofi_rxm")
+    "empty = efa where present, else tcp;ofi_rxm")                                       \
+  X(EPYARD_IB_HCA, ib_hca, "",                                                           \
+    "verbs: devices/ports to use, NCCL_IB_HCA syntax (mlx5_0:1,mlx5_1; = exact; ^ "      \
+    "exclude); empty = every active port")                                               \
+  X(EPYARD_IB_VERBS_LIBRARY, ib_library, "libibverbs.so.1", "verbs: the library to open") \
+  X(EPYARD_IB_CM_ADDR, ib_cm_addr, "",                                                   \
+    "verbs: IPv4 address on which QP numbers are exchanged (TCP); empty = the first "    \
+    "non-loopback interface that is up, else 127.0.0.1")
 
 struct Params {
 #define EPY_DECLARE_INT(env, field, def, lo, hi, doc) int64_t field = def;

@@ -97,5 +97,8 @@ class Transport {
 
 // Opens the libfabric transport; nullptr (with *why) when libfabric or a provider is missing.
 std::unique_ptr<Transport> openOfiTransport(const std::string& provider, std::string* why);
+// Opens the verbs transport on every active port the parameters accept; nullptr (with *why)
+// when libibverbs, a device or an active port is missing.
+std::unique_ptr<Transport> openVerbsTransport(std::string* why);
 
 }  // namespace epyard::net

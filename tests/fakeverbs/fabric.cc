@@ -3,6 +3,8 @@
 // the initiator's WQEs when their acknowledgements come back.
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -351,6 +353,24 @@ void sendAll(Context* c, std::vector<Outgoing>* out) {
 // Serves a fresh socket first, then claims the lowest free LID by linking a file naming that
 // socket to <dir>/lid.<n> (link fails if the name exists): a LID file always names a socket
 // that already listens. LIDs of processes that died stay taken (tests are short).
+namespace {
+
+// A LID whose owner process is gone (it exited without closing the device, as programs that
+// never call ibv_close_device do) is freed: its file and socket are removed. True when freed.
+bool reclaimStale(const std::string& lid_file) {
+  std::ifstream f(lid_file);
+  std::string sock;
+  if (!std::getline(f, sock)) return false;
+  const size_t at = sock.rfind("/ctx.");
+  if (at == std::string::npos) return false;
+  const long pid = strtol(sock.c_str() + at + 5, nullptr, 10);
+  if (pid <= 0 || kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) return false;
+  unlink(sock.c_str());
+  return unlink(lid_file.c_str()) == 0;
+}
+
+}  // namespace
+
 bool openFabric(Context* c, std::string* error) {
   static std::atomic<int> contexts{0};
   const std::string dir = fabricDir();
@@ -378,9 +398,24 @@ bool openFabric(Context* c, std::string* error) {
       return false;
     }
   }
+  // Claims are serialised by a lock on the fabric's folder, so that freeing a stale LID and
+  // taking it are one step (flock is dropped when a process dies).
+  const int lock_fd = open((dir + "/.claims").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock_fd < 0 || flock(lock_fd, LOCK_EX) != 0) {
+    *error = "fake verbs: cannot lock " + dir + "/.claims: " + strerror(errno);
+    if (lock_fd >= 0) close(lock_fd);
+    unlink(named.c_str());
+    return false;
+  }
+  struct Unlock {
+    int fd;
+    ~Unlock() { close(fd); }
+  } unlock{lock_fd};
   for (uint32_t lid = 1; lid < 0xc000; ++lid) {  // unicast LIDs
     const std::string file = dir + "/lid." + std::to_string(lid);
-    if (link(named.c_str(), file.c_str()) != 0) continue;
+    if (link(named.c_str(), file.c_str()) != 0) {
+      if (errno != EEXIST || !reclaimStale(file) || link(named.c_str(), file.c_str()) != 0) continue;
+    }
     unlink(named.c_str());
     c->lid = lid;
     c->lid_file = file;

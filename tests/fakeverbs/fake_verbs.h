@@ -12,7 +12,8 @@
 // retry), completes it on the receive CQ and acknowledges; the acknowledgement completes the
 // send WQE (or fails it: remote access error, then the QP enters the error state and flushes).
 // A peer process that goes away fails its QPs' outstanding WQEs with a retry-exceeded error.
-// Tests raise async events (port down/up) with epyard_fakeverbs_port_event(). Limit: replies
+// Tests raise async events (port down/up) with epyard_fakeverbs_port_event(), or, in a program
+// that does not hold the context, epyard_fakeverbs_port_event_all(device). Limit: replies
 // are written with blocking sends, so two contexts RDMA-reading more than a socket buffer
 // from each other at once could stall; the tests read small amounts.
 //

@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <set>
 #include <sstream>
 
 #include "fake_verbs.h"
@@ -251,6 +252,20 @@ bool transitionOk(ibv_qp_state from, ibv_qp_state to, int mask) {
 
 using namespace epyard::fakeverbs;
 
+namespace {
+
+// Every context open in this process (for epyard_fakeverbs_port_event_all).
+std::mutex& openMutex() {
+  static std::mutex m;
+  return m;
+}
+std::set<Context*>& openContexts() {
+  static std::set<Context*> s;
+  return s;
+}
+
+}  // namespace
+
 extern "C" {
 
 ibv_device** ibv_get_device_list(int* num) {
@@ -289,11 +304,17 @@ ibv_context* ibv_open_device(ibv_device* d) {
     return nullptr;
   }
   c->ctx.async_fd = c->async_pipe[0];
+  std::lock_guard<std::mutex> lock(openMutex());
+  openContexts().insert(c);
   return &c->ctx;
 }
 
 int ibv_close_device(ibv_context* ctx) {
   Context* c = ctxOf(ctx);
+  {
+    std::lock_guard<std::mutex> lock(openMutex());
+    openContexts().erase(c);
+  }
   closeFabric(c);
   close(c->async_pipe[0]);
   close(c->async_pipe[1]);
@@ -548,6 +569,19 @@ int epyard_fakeverbs_port_event(ibv_context* ctx, int active) {
   e.element.port_num = 1;
   queueAsyncEventLocked(c, e);
   return 0;
+}
+
+// Test hook for programs that do not hold the context (the plugin opened it): every open
+// context of device `name` (all devices when null) in this process. Returns how many.
+int epyard_fakeverbs_port_event_all(const char* name, int active) {
+  std::vector<Context*> hit;
+  {
+    std::lock_guard<std::mutex> lock(openMutex());
+    for (Context* c : openContexts())
+      if (name == nullptr || c->dev_name == name) hit.push_back(c);
+  }
+  for (Context* c : hit) epyard_fakeverbs_port_event(&c->ctx, active);
+  return static_cast<int>(hit.size());
 }
 
 }  // extern "C"
