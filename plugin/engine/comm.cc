@@ -19,7 +19,7 @@ int64_t nowNs() {
 }
 
 bool Request::done() const {
-  if (is_send) return writes_done == num_writes;
+  if (is_send || is_flush) return writes_done == num_writes;
   for (int i = 0; i < count; ++i)
     if (!buffer_done[i]) return false;
   return true;

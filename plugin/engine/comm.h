@@ -26,7 +26,7 @@ struct Device {
 enum class CommKind : uint32_t { kListen = 0x4c53544e, kSend = 0x53454e44, kRecv = 0x52454356 };
 
 // Operation tags carried in OpContext::tag.
-enum OpTag : uint32_t { kOpWrite = 1, kOpCtsWrite, kOpPing, kOpCtrlSend, kOpCtrlRecv };
+enum OpTag : uint32_t { kOpWrite = 1, kOpCtsWrite, kOpPing, kOpCtrlSend, kOpCtrlRecv, kOpFlush };
 
 int64_t nowNs();
 
@@ -42,6 +42,7 @@ struct Request {
   uint32_t magic = kMagic;
   bool in_use = false;
   bool is_send = false;
+  bool is_flush = false;  // an iflush: num_writes RDMA reads, writes_done of them completed
   class Comm* comm = nullptr;
   std::string error;  // non-empty: the request failed
   // Send side.
@@ -176,6 +177,10 @@ class RecvComm final : public Comm {
   explicit RecvComm(Device* dev) : Comm(CommKind::kRecv, dev) {}
   ncclResult_t irecv(int n, void** data, const size_t* sizes, const int* tags, RegEntry** regs,
                      Request** out);
+  // After a receive into GPU memory (or always, with EPYARD_NET_FORCE_FLUSH): one RDMA read of
+  // the last non-empty buffer per rail, through a loopback peer, so that the data the NIC
+  // wrote is visible to the GPU once the read completes. *out stays null when none is needed.
+  ncclResult_t iflush(int n, void** data, const int* sizes, RegEntry** regs, Request** out);
   // Accept: sets up rails toward the sender of `msg` and posts the answer.
   ncclResult_t startAccept(const ConnectMsg& msg, int rails);
   ncclResult_t acceptStep(bool* done);
@@ -190,6 +195,9 @@ class RecvComm final : public Comm {
   OpContext ctrl_send_ctx_;
   OpContext cts_ctx_[kMaxRequests];
   uint64_t recv_seq_ = 0;
+  std::vector<uint64_t> flush_peers_;  // per rail: its endpoint as its own peer (made lazily)
+  Request flushes_[kMaxRequests];
+  uint32_t next_flush_ = 0;
 };
 
 struct ListenBlock {

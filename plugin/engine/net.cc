@@ -134,6 +134,7 @@ ncclResult_t netGetProperties(int dev, NetProperties* props) {
   props->pci_path = first.pci_path.empty() ? nullptr : first.pci_path.c_str();
   props->guid = first.guid;
   props->ptr_support = NCCL_PTR_HOST;
+  props->force_flush = static_cast<int>(params().force_flush);
   size_t max_msg = first.max_msg_bytes;
   int speed = 0;
   for (Nic* nic : d->nics) {
@@ -323,11 +324,26 @@ ncclResult_t netIrecv(void* recv_comm, int n, void** data, const size_t* sizes, 
 
 ncclResult_t netIflush(void* recv_comm, int n, void** data, const int* sizes, void** mhandles,
                        void** request) {
-  if (asComm<RecvComm>(recv_comm, CommKind::kRecv) == nullptr || request == nullptr)
-    return ncclInvalidArgument;
-  // Host memory (the only kind this transport exposes) is coherent once the write completed.
+  auto* comm = asComm<RecvComm>(recv_comm, CommKind::kRecv);
+  if (comm == nullptr || request == nullptr) return ncclInvalidArgument;
   *request = nullptr;
-  return ncclSuccess;
+  if (n < 1 || n > kMaxRecvs || data == nullptr || sizes == nullptr || mhandles == nullptr) {
+    EPY_WARN("epyard: iflush: %d buffers; 1 to %d with sizes and mhandles are expected", n, kMaxRecvs);
+    return ncclInvalidArgument;
+  }
+  RegEntry* regs[kMaxRecvs];
+  for (int i = 0; i < n; ++i) {
+    regs[i] = asReg(mhandles[i]);
+    if (sizes[i] > 0 && regs[i] == nullptr) {
+      EPY_WARN("epyard: iflush buffer %d (%d bytes) has no registration from regMr", i, sizes[i]);
+      return ncclInvalidArgument;
+    }
+  }
+  Request* req = nullptr;
+  std::lock_guard<std::mutex> lock(comm->mutex());
+  ncclResult_t res = comm->iflush(n, data, sizes, regs, &req);
+  *request = req;
+  return res;
 }
 
 ncclResult_t netTest(void* request, int* done, int* sizes) {

@@ -22,6 +22,8 @@ namespace epyard::net {
     "(min(8, cores/8), 0 below 16 cores)")                                                 \
   X(EPYARD_NET_MAX_COMMS, max_comms, 65536, 1, 1048576,                                    \
     "Connections per device reported to NCCL (maxComms)")                                 \
+  X(EPYARD_NET_FORCE_FLUSH, force_flush, 0, 0, 1,                                          \
+    "1: iflush reads back host buffers too, and NCCL is told forceFlush (tests)")          \
   X(EPYARD_IB_QPS_PER_CONN, ib_qps_per_conn, 0, 0, 8,                                      \
     "verbs: RC QPs per connection (each a rail, data striped); 0 = EPYARD_NET_RAILS")      \
   X(EPYARD_IB_GID_INDEX, ib_gid_index, -1, -1, 255,                                        \
@@ -30,7 +32,10 @@ namespace epyard::net {
   X(EPYARD_IB_SL, ib_service_level, 0, 0, 15, "verbs: service level of every QP")          \
   X(EPYARD_IB_TIMEOUT, ib_timeout, 20, 1, 31,                                              \
     "verbs: ACK timeout exponent, 4.096 us x 2^value per try")                              \
-  X(EPYARD_IB_RETRY_CNT, ib_retry_cnt, 7, 0, 7, "verbs: transport retries before an error")
+  X(EPYARD_IB_RETRY_CNT, ib_retry_cnt, 7, 0, 7, "verbs: transport retries before an error") \
+  X(EPYARD_IB_RELAXED_ORDERING, ib_relaxed_ordering, 1, 0, 1,                              \
+    "verbs: 1 = register with relaxed PCIe ordering where libibverbs has ibv_reg_mr_iova2 " \
+    "(a NIC without it ignores the flag)")
 
 #define EPYARD_NET_STRING_PARAMS(X)                                                      \
   X(EPYARD_NET_TRANSPORT, transport, "auto",                                             \

@@ -6,11 +6,13 @@
 
 #include "engine/comm.h"
 #include "engine/log.h"
+#include "engine/params.h"
 
 namespace epyard::net {
 
 void RecvComm::onLocalCompletion(OpContext* ctx, size_t length) {
   if (ctx->tag == kOpCtrlSend) answer_sent_ = true;
+  if (ctx->tag == kOpFlush) ++static_cast<Request*>(ctx->owner)->writes_done;
   // CTS writes need no bookkeeping: the slot is reused only after the sender acted on it.
 }
 
@@ -107,6 +109,64 @@ ncclResult_t RecvComm::irecv(int n, void** data, const size_t* sizes, const int*
     }
   }
   ++recv_seq_;
+  *out = req;
+  return ncclSuccess;
+}
+
+ncclResult_t RecvComm::iflush(int n, void** data, const int* sizes, RegEntry** regs, Request** out) {
+  *out = nullptr;
+  int last = -1;
+  for (int i = 0; i < n; ++i)
+    if (sizes[i] > 0) last = i;
+  if (last < 0 || regs[last] == nullptr) return ncclSuccess;  // nothing arrived
+  RegEntry* reg = regs[last];
+  if (reg->ptr_type == NCCL_PTR_HOST && params().force_flush == 0) return ncclSuccess;
+  if (progress() != ncclSuccess) return ncclSystemError;
+  Request* req = &flushes_[next_flush_ % kMaxRequests];
+  if (req->in_use) {
+    EPY_WARN("epyard: iflush: %d flushes are still untested; test them before flushing again", kMaxRequests);
+    return ncclInvalidUsage;
+  }
+  flush_peers_.resize(rails_.size(), ~0ull);
+  for (size_t r = 0; r < rails_.size(); ++r) {
+    if (flush_peers_[r] != ~0ull) continue;
+    std::vector<uint8_t> self;
+    uint64_t peer = 0;
+    if (!rails_[r].ep->localAddress(&self) || !rails_[r].ep->addPeer(self.data(), self.size(), &peer)) {
+      fail("iflush: rail " + std::to_string(r) + " cannot reach itself: " + rails_[r].ep->lastError());
+      return ncclSystemError;
+    }
+    flush_peers_[r] = peer;
+  }
+  ++next_flush_;
+  req->in_use = true;
+  req->is_send = false;
+  req->is_flush = true;
+  req->comm = this;
+  req->error.clear();
+  req->count = 0;
+  req->num_writes = static_cast<int>(rails_.size());
+  req->writes_done = 0;
+  const uint64_t addr = reinterpret_cast<uint64_t>(data[last]);
+  for (size_t r = 0; r < rails_.size(); ++r) {
+    Rail& rail = rails_[r];
+    OpContext& ctx = req->contexts[r];
+    ctx.owner = req;
+    ctx.tag = kOpFlush;
+    const uint64_t target = rail.nic->targetAddress(addr, reg->start);
+    PostResult pr = PostResult::kRetry;
+    for (int tries = 0; pr == PostResult::kRetry && tries < 1000; ++tries) {
+      pr = rail.ep->postRead(flush_peers_[r], block_->flush_sink, 1, blockDesc(static_cast<int>(r)), target,
+                             reg->regs[rail.nic_index].key, &ctx);
+      if (pr == PostResult::kRetry && progress() != ncclSuccess) return ncclSystemError;
+    }
+    if (pr != PostResult::kPosted) {
+      fail("iflush: rail " + std::to_string(r) + ": " +
+           (pr == PostResult::kRetry ? std::string("the send queue stayed full") : rail.ep->lastError()));
+      req->in_use = false;
+      return ncclSystemError;
+    }
+  }
   *out = req;
   return ncclSuccess;
 }

@@ -65,6 +65,10 @@ class Endpoint {
   virtual PostResult postWrite(uint64_t peer, const void* buf, size_t len, void* desc,
                                uint64_t remote_addr, uint64_t key, bool with_imm, uint32_t imm,
                                OpContext* ctx) = 0;
+  // RDMA read of `len` bytes at (remote_addr, key) of `peer` into buf (iflush reads back a GPU
+  // buffer through a loopback peer this way).
+  virtual PostResult postRead(uint64_t peer, void* buf, size_t len, void* desc, uint64_t remote_addr,
+                              uint64_t key, OpContext* ctx) = 0;
   // Reaps up to max completions; returns how many, or -1 when the endpoint itself failed.
   virtual int poll(Completion* out, int max) = 0;
   // Printable peer address, for messages.

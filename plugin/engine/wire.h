@@ -136,6 +136,7 @@ struct ControlBlock {
   uint64_t ping_source;
   alignas(64) uint8_t msg_out[sizeof(ConnectMsg)];
   alignas(64) uint8_t msg_in[sizeof(ConnectMsg)];
+  alignas(64) uint8_t flush_sink[64];  // receiver: iflush reads land here
 };
 
 }  // namespace epyard::net

@@ -103,6 +103,11 @@ PostResult OfiEndpoint::postWrite(uint64_t peer, const void* buf, size_t len, vo
   return classify(fi_write(ep_, buf, len, desc, peer, remote_addr, key, ctx), "fi_write");
 }
 
+PostResult OfiEndpoint::postRead(uint64_t peer, void* buf, size_t len, void* desc, uint64_t remote_addr,
+                                 uint64_t key, OpContext* ctx) {
+  return classify(fi_read(ep_, buf, len, desc, peer, remote_addr, key, ctx), "fi_read");
+}
+
 int OfiEndpoint::poll(Completion* out, int max) {
   struct fi_cq_data_entry entries[16];
   if (max > 16) max = 16;

@@ -69,6 +69,8 @@ class OfiEndpoint final : public Endpoint {
                       OpContext* ctx) override;
   PostResult postWrite(uint64_t peer, const void* buf, size_t len, void* desc, uint64_t remote_addr,
                        uint64_t key, bool with_imm, uint32_t imm, OpContext* ctx) override;
+  PostResult postRead(uint64_t peer, void* buf, size_t len, void* desc, uint64_t remote_addr, uint64_t key,
+                      OpContext* ctx) override;
   int poll(Completion* out, int max) override;
   std::string peerName(uint64_t peer) override;
   std::string lastError() override { return last_error_; }

@@ -301,7 +301,9 @@ void VerbsEndpoint::onMessage(int bounce, size_t length, std::vector<Completion>
   ready->push_back(c);
 }
 
-PostResult VerbsEndpoint::postWr(uint64_t peer, struct ibv_send_wr* wr, const char* what) {
+PostResult VerbsEndpoint::postWr(uint64_t peer, ibv_wr_opcode op, const void* buf, size_t len, void* desc,
+                                 uint64_t remote_addr, uint64_t key, uint32_t imm, OpContext* ctx,
+                                 const char* what) {
   struct ibv_qp* qp = nullptr;
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -311,8 +313,19 @@ PostResult VerbsEndpoint::postWr(uint64_t peer, struct ibv_send_wr* wr, const ch
     setError(std::string(what) + ": no peer " + std::to_string(peer));
     return PostResult::kFailed;
   }
+  ibv_sge sge{reinterpret_cast<uint64_t>(buf), static_cast<uint32_t>(len),
+              static_cast<uint32_t>(reinterpret_cast<uintptr_t>(desc))};
+  ibv_send_wr wr{};
+  wr.wr_id = reinterpret_cast<uint64_t>(ctx);
+  wr.sg_list = &sge;
+  wr.num_sge = len > 0 ? 1 : 0;
+  wr.opcode = op;
+  wr.send_flags = IBV_SEND_SIGNALED;
+  wr.imm_data = htonl(imm);
+  wr.wr.rdma.remote_addr = remote_addr;
+  wr.wr.rdma.rkey = static_cast<uint32_t>(key);
   struct ibv_send_wr* bad = nullptr;
-  const int rc = ibv_post_send(qp, wr, &bad);
+  const int rc = ibv_post_send(qp, &wr, &bad);
   if (rc == 0) return PostResult::kPosted;
   if (rc == ENOMEM) return PostResult::kRetry;  // send queue full
   setError(std::string(what) + ": " + strerror(rc));
@@ -326,32 +339,21 @@ PostResult VerbsEndpoint::postSend(uint64_t peer, const void* buf, size_t len, v
              std::to_string(len));
     return PostResult::kFailed;
   }
-  ibv_sge sge{reinterpret_cast<uint64_t>(buf), static_cast<uint32_t>(len),
-              static_cast<uint32_t>(reinterpret_cast<uintptr_t>(desc))};
-  ibv_send_wr wr{};
-  wr.wr_id = reinterpret_cast<uint64_t>(ctx);
-  wr.sg_list = &sge;
-  wr.num_sge = 1;
-  wr.opcode = IBV_WR_SEND;
-  wr.send_flags = IBV_SEND_SIGNALED;
-  return postWr(peer, &wr, "ibv_post_send(SEND)");
+  return postWr(peer, IBV_WR_SEND, buf, len, desc, 0, 0, 0, ctx, "ibv_post_send(SEND)");
 }
 
 PostResult VerbsEndpoint::postWrite(uint64_t peer, const void* buf, size_t len, void* desc,
                                     uint64_t remote_addr, uint64_t key, bool with_imm, uint32_t imm,
                                     OpContext* ctx) {
-  ibv_sge sge{reinterpret_cast<uint64_t>(buf), static_cast<uint32_t>(len),
-              static_cast<uint32_t>(reinterpret_cast<uintptr_t>(desc))};
-  ibv_send_wr wr{};
-  wr.wr_id = reinterpret_cast<uint64_t>(ctx);
-  wr.sg_list = &sge;
-  wr.num_sge = len > 0 ? 1 : 0;
-  wr.opcode = with_imm ? IBV_WR_RDMA_WRITE_WITH_IMM : IBV_WR_RDMA_WRITE;
-  wr.imm_data = htonl(imm);
-  wr.send_flags = IBV_SEND_SIGNALED;
-  wr.wr.rdma.remote_addr = remote_addr;
-  wr.wr.rdma.rkey = static_cast<uint32_t>(key);
-  return postWr(peer, &wr, with_imm ? "ibv_post_send(RDMA_WRITE_WITH_IMM)" : "ibv_post_send(RDMA_WRITE)");
+  return with_imm ? postWr(peer, IBV_WR_RDMA_WRITE_WITH_IMM, buf, len, desc, remote_addr, key, imm, ctx,
+                           "ibv_post_send(RDMA_WRITE_WITH_IMM)")
+                  : postWr(peer, IBV_WR_RDMA_WRITE, buf, len, desc, remote_addr, key, 0, ctx,
+                           "ibv_post_send(RDMA_WRITE)");
+}
+
+PostResult VerbsEndpoint::postRead(uint64_t peer, void* buf, size_t len, void* desc, uint64_t remote_addr,
+                                   uint64_t key, OpContext* ctx) {
+  return postWr(peer, IBV_WR_RDMA_READ, buf, len, desc, remote_addr, key, 0, ctx, "ibv_post_send(RDMA_READ)");
 }
 
 int VerbsEndpoint::poll(Completion* out, int max) {

@@ -42,6 +42,7 @@ std::unique_ptr<Loaded> load(const std::string& library) {
   lib.bind(a.wc_status_str, "ibv_wc_status_str");
   lib.bind(a.event_type_str, "ibv_event_type_str");
   lib.bind(a.reg_dmabuf_mr, "ibv_reg_dmabuf_mr", /*required=*/false);
+  lib.bind(a.reg_mr_iova2, "ibv_reg_mr_iova2", /*required=*/false);
   out->error = lib.error();
   return out;
 }

@@ -40,6 +40,10 @@ struct VerbsApi {
   // Optional (rdma-core 34+): DMA-BUF registration; null when the library lacks it.
   struct ibv_mr* (*reg_dmabuf_mr)(struct ibv_pd* pd, uint64_t offset, size_t length,
                                   uint64_t iova, int fd, int access);
+  // Optional (rdma-core 29+): registration that accepts the optional access flags (relaxed
+  // ordering), which the old ibv_reg_mr entry point may refuse.
+  struct ibv_mr* (*reg_mr_iova2)(struct ibv_pd* pd, void* addr, size_t length, uint64_t iova,
+                                 unsigned int access);
 };
 
 // Loads `library` once per name ("libibverbs.so.1" in the plugin; tests may name another);

@@ -120,12 +120,16 @@ bool VerbsNic::registerMemory(void* addr, size_t len, int ptr_type, int dmabuf_f
     return false;
   }
   struct ibv_mr* mr = nullptr;
+  const bool relaxed = settings_.relaxed_ordering && api_->reg_mr_iova2 != nullptr;
+  const int access = kAccess | (relaxed ? IBV_ACCESS_RELAXED_ORDERING : 0);
   if (ptr_type == NCCL_PTR_DMABUF) {
     if (api_->reg_dmabuf_mr == nullptr) {
       *error = "this libibverbs has no ibv_reg_dmabuf_mr";
       return false;
     }
-    mr = api_->reg_dmabuf_mr(pd_, dmabuf_offset, len, reinterpret_cast<uint64_t>(addr), dmabuf_fd, kAccess);
+    mr = api_->reg_dmabuf_mr(pd_, dmabuf_offset, len, reinterpret_cast<uint64_t>(addr), dmabuf_fd, access);
+  } else if (relaxed) {
+    mr = api_->reg_mr_iova2(pd_, addr, len, reinterpret_cast<uint64_t>(addr), static_cast<unsigned>(access));
   } else {
     mr = api_->reg_mr(pd_, addr, len, kAccess);
   }
@@ -220,6 +224,7 @@ std::unique_ptr<Transport> openTransport(std::string* why) {
   settings.service_level = static_cast<int>(p.ib_service_level);
   settings.timeout = static_cast<int>(p.ib_timeout);
   settings.retry_cnt = static_cast<int>(p.ib_retry_cnt);
+  settings.relaxed_ordering = p.ib_relaxed_ordering != 0;
   if (!cmAddress(&settings.cm_ipv4, why)) return nullptr;
 
   auto t = std::make_unique<VerbsTransport>();

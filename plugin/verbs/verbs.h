@@ -24,6 +24,7 @@ struct VerbsSettings {
   int service_level = 0;
   int timeout = 20;
   int retry_cnt = 7;
+  bool relaxed_ordering = true;
   uint32_t cm_ipv4 = 0;  // network order
 };
 
@@ -136,6 +137,8 @@ class VerbsEndpoint final : public Endpoint {
                       OpContext* ctx) override;
   PostResult postWrite(uint64_t peer, const void* buf, size_t len, void* desc, uint64_t remote_addr,
                        uint64_t key, bool with_imm, uint32_t imm, OpContext* ctx) override;
+  PostResult postRead(uint64_t peer, void* buf, size_t len, void* desc, uint64_t remote_addr, uint64_t key,
+                      OpContext* ctx) override;
   int poll(Completion* out, int max) override;
   std::string peerName(uint64_t peer) override;
   std::string lastError() override;
@@ -166,7 +169,9 @@ class VerbsEndpoint final : public Endpoint {
   uint64_t insertPeer(const EndpointAddr& addr, struct ibv_qp* qp);
   bool postBounce(int i);
   void onMessage(int bounce, size_t length, std::vector<Completion>* ready);
-  PostResult postWr(uint64_t peer, struct ibv_send_wr* wr, const char* what);
+  // Posts one signaled work request of `op` to `peer`'s QP (imm in host order).
+  PostResult postWr(uint64_t peer, ibv_wr_opcode op, const void* buf, size_t len, void* desc,
+                    uint64_t remote_addr, uint64_t key, uint32_t imm, OpContext* ctx, const char* what);
   void setError(const std::string& e);
 
   VerbsNic* nic_;

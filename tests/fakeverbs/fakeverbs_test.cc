@@ -247,6 +247,53 @@ TEST(FakeVerbs, RdmaRead) {
   EXPECT_EQ(memcmp(p.a.buf.data(), p.b.buf.data() + 1024, 256), 0);
 }
 
+// Relaxed ordering is an optional access flag: only ibv_reg_mr_iova2 takes it (the transport
+// registers through it when the library has it); iova must be the address here.
+TEST(FakeVerbs, OptionalAccessFlagsNeedRegMrIova2) {
+  Side s(false);
+  ASSERT_NE(s.v->reg_mr_iova2, nullptr);
+  std::vector<uint8_t> mem(4096);
+  EXPECT_EQ(s.v->reg_mr(s.pd, mem.data(), mem.size(), kAccess | IBV_ACCESS_RELAXED_ORDERING), nullptr);
+  const uint64_t iova = reinterpret_cast<uint64_t>(mem.data());
+  ibv_mr* mr = s.v->reg_mr_iova2(s.pd, mem.data(), mem.size(), iova, kAccess | IBV_ACCESS_RELAXED_ORDERING);
+  ASSERT_NE(mr, nullptr);
+  EXPECT_EQ(s.v->dereg_mr(mr), 0);
+  EXPECT_EQ(s.v->reg_mr_iova2(s.pd, mem.data(), mem.size(), iova + 64, kAccess), nullptr);
+}
+
+// A process that exits without closing its device (as the plugin does) leaves its LID claimed;
+// the next context to open finds the owner dead and takes the LID over. A private fabric folder
+// keeps other tests' contexts out of the LID numbering.
+TEST(FakeVerbs, ALidOfADeadProcessIsReclaimed) {
+  char dir[] = "/tmp/epyard-fakeverbs-reclaim-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const char* before = getenv("EPYARD_FAKEVERBS_DIR");
+  const std::string saved = before != nullptr ? before : "";
+  setenv("EPYARD_FAKEVERBS_DIR", dir, 1);
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  const pid_t child = fork();
+  if (child == 0) {
+    Side s(false);
+    const ssize_t w = write(fds[1], &s.lid, sizeof(s.lid));
+    _exit(w == sizeof(s.lid) ? 0 : 1);  // no close: the LID file stays behind
+  }
+  uint32_t child_lid = 0;
+  ASSERT_EQ(read(fds[0], &child_lid, sizeof(child_lid)), static_cast<ssize_t>(sizeof(child_lid)));
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  EXPECT_EQ(access((std::string(dir) + "/lid." + std::to_string(child_lid)).c_str(), F_OK), 0);
+  {
+    Side s(false);
+    EXPECT_EQ(s.lid, child_lid);  // the lowest LID, freed from the dead owner
+  }
+  close(fds[0]);
+  close(fds[1]);
+  if (saved.empty()) unsetenv("EPYARD_FAKEVERBS_DIR"); else setenv("EPYARD_FAKEVERBS_DIR", saved.c_str(), 1);
+  std::string cmd = std::string("rm -rf ") + dir;
+  EXPECT_EQ(system(cmd.c_str()), 0);
+}
+
 TEST(FakeVerbs, QpStateMachineRefusesSkippedSteps) {
   Side s(false);
   ibv_qp_attr a{};

@@ -393,9 +393,12 @@ int ibv_dealloc_pd(ibv_pd* pd) {
   return 0;
 }
 
+// Like an old library, the plain entry point refuses access flags it does not know (the optional
+// ones, e.g. relaxed ordering, need ibv_reg_mr_iova2).
 ibv_mr* ibv_reg_mr(ibv_pd* pd, void* addr, size_t length, int access) {
   Context* c = ctxOf(pd->context);
-  if (addr == nullptr || length == 0) {
+  const int known = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ;
+  if (addr == nullptr || length == 0 || (access & ~known) != 0) {
     errno = EINVAL;
     return nullptr;
   }
@@ -409,6 +412,16 @@ ibv_mr* ibv_reg_mr(ibv_pd* pd, void* addr, size_t length, int access) {
   m->mr.lkey = m->mr.rkey = c->next_key++;
   c->mrs[m->mr.lkey] = m;
   return &m->mr;
+}
+
+// Optional access flags are accepted and dropped, as a NIC without them does; the emulated device
+// keeps virtual addresses, so iova must be the address.
+ibv_mr* ibv_reg_mr_iova2(ibv_pd* pd, void* addr, size_t length, uint64_t iova, unsigned int access) {
+  if (iova != reinterpret_cast<uint64_t>(addr)) {
+    errno = EINVAL;
+    return nullptr;
+  }
+  return ibv_reg_mr(pd, addr, length, static_cast<int>(access & ~IBV_ACCESS_OPTIONAL_RANGE));
 }
 
 int ibv_dereg_mr(ibv_mr* mr) {

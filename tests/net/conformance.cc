@@ -268,6 +268,28 @@ TEST_P(NetTransfer, MultiReceiveMatchesTags) {
 
 // Receives posted at 1 MiB take shorter messages: the real size is reported and the rest of the
 // buffer is left alone.
+// iflush after a receive into host memory: no request (nothing to flush) unless
+// EPYARD_NET_FORCE_FLUSH=1, which makes the plugin read the buffer back; that request must
+// complete. No buffers at all is an argument error.
+void expectFlush(Role& role, void* comm, void* data, int size, void* mhandle) {
+  const char* force = getenv("EPYARD_NET_FORCE_FLUSH");
+  const bool forced = force != nullptr && std::string(force) == "1";
+  void* request = nullptr;
+  NT_REQUIRE_OK(role.net.iflush(comm, 1, &data, &size, &mhandle, &request));
+  if (size == 0 || !forced) {
+    NT_EXPECT(request == nullptr, "iflush of a %d-byte host receive returned a request%s", size,
+              forced ? "" : " without EPYARD_NET_FORCE_FLUSH");
+  } else {
+    NT_EXPECT(request != nullptr, "iflush with EPYARD_NET_FORCE_FLUSH=1 returned no request");
+  }
+  if (request != nullptr) waitDone(role, request, nullptr, Deadline(kTransferTimeout), "iflush");
+  void* none = nullptr;
+  const int warns = warnCount();
+  NT_EXPECT(role.net.iflush(comm, 0, &data, &size, &mhandle, &none) != ncclSuccess && none == nullptr,
+            "iflush of 0 buffers did not fail");
+  NT_EXPECT(warnCount() > warns, "iflush of 0 buffers failed without a WARN");
+}
+
 TEST_P(NetTransfer, ReceiveLargerThanSend) {
   constexpr size_t kPosted = kMiB;
   static const size_t kSent[] = {1000, 0, 65537, kPosted};
@@ -294,6 +316,9 @@ TEST_P(NetTransfer, ReceiveLargerThanSend) {
           bad = checkFilled(buf.data() + kSent[i], kPosted - kSent[i], kSentinel);
           NT_EXPECT(bad.empty(), "%zu-byte message into 1 MiB: written past the message: %s",
                     kSent[i], bad.c_str());
+          expectFlush(role, link.comm, data, got, mhandle);
+          bad = checkPattern(buf.data(), kSent[i], 0x1000 + i);
+          NT_EXPECT(bad.empty(), "%zu-byte message after iflush: %s", kSent[i], bad.c_str());
         }
         buf.deregister(role);
         closeRecvLink(role, link);

@@ -1,6 +1,6 @@
 // Conformance cases only the verbs transport has: a port that goes down (an async event) fails
 // the connections on it with an error, within the timeout; once it is back, new connections
-// work. Runs where EPYARD_NET_TRANSPORT=verbs and the verbs library is the emulated device
+// work; a virtual device over two NICs carries striped messages intact. Runs where EPYARD_NET_TRANSPORT=verbs and the verbs library is the emulated device
 // (tests/fakeverbs), whose hook raises the event inside the plugin's process.
 #include <dlfcn.h>
 #include <stdlib.h>
@@ -122,6 +122,69 @@ TEST_P(NetVerbs, PortDownFailsItsConnectionsAndNewOnesWorkOnceItIsBack) {
         closeSendComm(role, comm);
       },
       withNetTimeout());
+}
+
+// makeVDevice over the two emulated NICs, two QPs per connection: rail r sits on NIC r, so the
+// striped messages cross both; every byte must arrive where it belongs.
+TEST_P(NetVerbs, VirtualDeviceStripesOverTwoNics) {
+  std::string why;
+  if (!runsOnFakeVerbs(&why)) GTEST_SKIP() << why;
+  const char* devices = getenv("EPYARD_FAKEVERBS_DEVICES");
+  if (devices == nullptr || strchr(devices, ',') == nullptr) GTEST_SKIP() << "needs two emulated devices";
+  constexpr size_t kBig = 8 << 20;
+  auto join = [](Role& role) {
+    int n = 0;
+    NT_REQUIRE_OK(role.net.devices(&n));
+    NT_REQUIRE(n >= 2, "%d devices; the virtual device needs two", n);
+    const int devs[2] = {0, 1};
+    int vdev = -1;
+    NT_REQUIRE_OK(role.net.makeVDevice(&vdev, 2, devs));
+    NetProperties p;
+    NT_REQUIRE_OK(role.net.getProperties(vdev, &p));
+    NetProperties one;
+    NT_REQUIRE_OK(role.net.getProperties(0, &one));
+    NT_EXPECT(p.speed == 2 * one.speed, "virtual device speed %d, expected twice %d", p.speed, one.speed);
+    role.dev = vdev;
+  };
+  RunOptions options;
+  options.env.emplace_back("EPYARD_IB_QPS_PER_CONN", "2");
+  options.env.emplace_back("EPYARD_NET_MIN_STRIPE_BYTES", "65536");
+  runPair(
+      [&](Role& role) {
+        join(role);
+        RecvLink link = listenAndAccept(role);
+        HostBuffer buf(kBig);
+        buf.registerWith(role, link.comm);
+        for (uint64_t seed = 1; seed <= 3; ++seed) {
+          void* data = buf.data();
+          size_t capacity = kBig;
+          int tag = 9;
+          void* mhandle = buf.mhandle();
+          int got = -1;
+          waitDone(role, postRecv(role, link.comm, 1, &data, &capacity, &tag, &mhandle, Deadline(kTransferTimeout), "irecv"),
+                   &got, Deadline(kTransferTimeout), "irecv over the virtual device");
+          const std::string bad = checkPattern(buf.data(), kBig, seed);
+          NT_EXPECT(got == static_cast<int>(kBig) && bad.empty(), "message %d: size %d, %s", static_cast<int>(seed), got,
+                    bad.c_str());
+        }
+        buf.deregister(role);
+        closeRecvLink(role, link);
+      },
+      [&](Role& role) {
+        join(role);
+        void* comm = connectToPeer(role);
+        HostBuffer buf(kBig);
+        buf.registerWith(role, comm);
+        for (uint64_t seed = 1; seed <= 3; ++seed) {
+          fillPattern(buf.data(), kBig, seed);
+          int sent = -1;
+          waitDone(role, postSend(role, comm, buf.data(), kBig, 9, buf.mhandle(), Deadline(kTransferTimeout), "isend"),
+                   &sent, Deadline(kTransferTimeout), "isend over the virtual device");
+        }
+        buf.deregister(role);
+        closeSendComm(role, comm);
+      },
+      options);
 }
 
 INSTANTIATE_TEST_SUITE_P(Abi, NetVerbs, ::testing::Values(11), versionName);

@@ -19,21 +19,25 @@ template <>
 struct Abi<8> {
   using Table = ncclNet_v8_t;
   using Props = ncclNetProperties_v8_t;
+  using VProps = void;
 };
 template <>
 struct Abi<9> {
   using Table = ncclNet_v9_t;
   using Props = ncclNetProperties_v9_t;
+  using VProps = ncclNetVDeviceProps_v9_t;
 };
 template <>
 struct Abi<10> {
   using Table = ncclNet_v10_t;
   using Props = ncclNetProperties_v10_t;
+  using VProps = ncclNetVDeviceProps_v10_t;
 };
 template <>
 struct Abi<11> {
   using Table = ncclNet_v11_t;
   using Props = ncclNetProperties_v11_t;
+  using VProps = ncclNetVDeviceProps_v11_t;
 };
 
 // Profiler handles, traffic class and the communicator id are inputs these tests keep fixed.
@@ -43,6 +47,7 @@ template <int kVersion>
 class VersionedNetApi final : public NetApi {
   using Table = typename Abi<kVersion>::Table;
   using Props = typename Abi<kVersion>::Props;
+  using VProps = typename Abi<kVersion>::VProps;
 
  public:
   explicit VersionedNetApi(const Table* table) : table_(table) {
@@ -188,6 +193,19 @@ class VersionedNetApi final : public NetApi {
   ncclResult_t closeSend(void* send_comm) override { return table_->closeSend(send_comm); }
   ncclResult_t closeRecv(void* recv_comm) override { return table_->closeRecv(recv_comm); }
   ncclResult_t closeListen(void* listen_comm) override { return table_->closeListen(listen_comm); }
+
+  ncclResult_t makeVDevice(int* dev, int ndevs, const int* devs) override {
+    if constexpr (kVersion == 8) {
+      return ncclInvalidUsage;
+    } else {
+      if (table_->makeVDevice == nullptr || ndevs < 0 || ndevs > NCCL_NET_MAX_DEVS_PER_NIC)
+        return ncclInvalidUsage;
+      VProps props{};
+      props.ndevs = ndevs;
+      for (int i = 0; i < ndevs; ++i) props.devs[i] = devs[i];
+      return table_->makeVDevice(dev, &props);
+    }
+  }
 
  private:
   const Table* table_;

@@ -70,6 +70,8 @@ class NetApi {
   virtual ncclResult_t closeSend(void* send_comm) = 0;
   virtual ncclResult_t closeRecv(void* recv_comm) = 0;
   virtual ncclResult_t closeListen(void* listen_comm) = 0;
+  // v9+: a virtual device over `devs`; v8 has no such entry (ncclInvalidUsage).
+  virtual ncclResult_t makeVDevice(int* dev, int ndevs, const int* devs) = 0;
 };
 
 // A dlopen'ed plugin. Never dlclose'd: libfabric and the plugin's threads may outlive any point
