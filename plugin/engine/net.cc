@@ -133,13 +133,12 @@ ncclResult_t netGetProperties(int dev, NetProperties* props) {
   props->name = d->name.c_str();
   props->pci_path = first.pci_path.empty() ? nullptr : first.pci_path.c_str();
   props->guid = first.guid;
-  props->ptr_support = NCCL_PTR_HOST;
+  props->ptr_support = first.ptr_support | NCCL_PTR_HOST;  // what every NIC of the device offers
   props->force_flush = static_cast<int>(params().force_flush);
   size_t max_msg = first.max_msg_bytes;
   int speed = 0;
   for (Nic* nic : d->nics) {
-    props->ptr_support &= nic->info().ptr_support;
-    props->ptr_support |= NCCL_PTR_HOST;
+    props->ptr_support &= nic->info().ptr_support | NCCL_PTR_HOST;
     speed += nic->info().speed_mbps;
     if (nic->info().max_msg_bytes < max_msg) max_msg = nic->info().max_msg_bytes;
   }

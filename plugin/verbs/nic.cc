@@ -101,7 +101,21 @@ bool VerbsNic::open(std::string* error) {
     *error = info_.name + ": ibv_alloc_pd failed";
     return false;
   }
+  if (dmabufWorks()) info_.ptr_support |= NCCL_PTR_DMABUF;
   return true;
+}
+
+// As NCCL probes it: a DMA-BUF registration of no file fails with EBADF where the kernel and
+// driver can import DMA-BUFs, with EOPNOTSUPP / EPROTONOSUPPORT where they cannot.
+bool VerbsNic::dmabufWorks() const {
+  if (api_->reg_dmabuf_mr == nullptr) return false;
+  errno = 0;
+  struct ibv_mr* mr = api_->reg_dmabuf_mr(pd_, 0, 0, 0, -1, 0);
+  if (mr != nullptr) {
+    api_->dereg_mr(mr);
+    return true;
+  }
+  return errno != EOPNOTSUPP && errno != EPROTONOSUPPORT;
 }
 
 void VerbsNic::fillAddress(EndpointAddr* addr) const {
@@ -269,8 +283,7 @@ std::unique_ptr<Transport> openTransport(std::string* why) {
       info.port = port;
       info.speed_mbps = portSpeedMbps(pa.active_width, pa.active_speed);
       info.max_msg_bytes = pa.max_msg_sz;
-      info.ptr_support = NCCL_PTR_HOST | (gpuDirectAvailable() ? NCCL_PTR_CUDA : 0) |
-                         (api->reg_dmabuf_mr != nullptr ? NCCL_PTR_DMABUF : 0);
+      info.ptr_support = NCCL_PTR_HOST | (gpuDirectAvailable() ? NCCL_PTR_CUDA : 0);  // + DMA-BUF: open()
       auto nic = std::make_unique<VerbsNic>(api, ctx, port, info, settings);
       std::string error;
       if (!nic->open(&error)) {

@@ -105,6 +105,7 @@ class VerbsNic final : public Nic {
   void setPortUp();
   // True, with *why, while the port is down: endpoints on it fail their comms.
   bool portDown(std::string* why) const;
+  bool dmabufWorks() const;
   enum ibv_mtu mtu() const { return mtu_; }
 
  private:

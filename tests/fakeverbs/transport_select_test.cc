@@ -78,6 +78,26 @@ TEST(TransportSelection, AutoOpensEveryActiveVerbsPort) {
       ::testing::ExitedWithCode(0), "");
 }
 
+// DMA-BUF is advertised when the probe says the device can import one, not merely when the
+// library has the entry point.
+TEST(TransportSelection, DmabufFollowsTheProbe) {
+  for (const char* on : {"0", "1"}) {
+    EXPECT_EXIT(
+        {
+          useFakeVerbs("fakeib0:ib");
+          setenv("EPYARD_FAKEVERBS_DMABUF", on, 1);
+          std::vector<std::string> names;
+          std::string f = initAndList(ncclSuccess, &names);
+          NetProperties p;
+          const bool want = on[0] == '1';
+          if (f.empty() && netGetProperties(0, &p) == ncclSuccess && ((p.ptr_support & NCCL_PTR_DMABUF) != 0) != want)
+            f = std::string("EPYARD_FAKEVERBS_DMABUF=") + on + ": ptrSupport " + std::to_string(p.ptr_support);
+          verdict(f);
+        },
+        ::testing::ExitedWithCode(0), "");
+  }
+}
+
 TEST(TransportSelection, HcaFilterSelectsPorts) {
   EXPECT_EXIT(
       {

@@ -424,6 +424,14 @@ ibv_mr* ibv_reg_mr_iova2(ibv_pd* pd, void* addr, size_t length, uint64_t iova, u
   return ibv_reg_mr(pd, addr, length, static_cast<int>(access & ~IBV_ACCESS_OPTIONAL_RANGE));
 }
 
+// The emulated device cannot import DMA-BUFs. With EPYARD_FAKEVERBS_DMABUF=1 it answers the
+// capability probe (no file: EBADF) as a device that can would; every real file still fails.
+ibv_mr* ibv_reg_dmabuf_mr(ibv_pd*, uint64_t, size_t, uint64_t, int fd, int) {
+  const char* on = getenv("EPYARD_FAKEVERBS_DMABUF");
+  errno = on != nullptr && std::string(on) == "1" && fd < 0 ? EBADF : EOPNOTSUPP;
+  return nullptr;
+}
+
 int ibv_dereg_mr(ibv_mr* mr) {
   Context* c = ctxOf(mr->context);
   std::lock_guard<std::mutex> lock(c->mu);
