@@ -3,6 +3,8 @@
 # NCCL all_reduce / all-to-all across all GPUs with NCCL's Socket transport (default and
 # tuned) and with epyard, P2P and SHM off so every byte crosses the network plugin.
 # Usage (inside a `device` run, repo root): bash tests/device/net_plugin_gpu.sh [variants...]
+#   variants: socket, socket-tuned, ep[-r<rails>-t<threads>-s<KiB>k], verbs (the emulated verbs
+#   device), perf[<threads>]; default "socket socket-tuned ep perf"
 # Carry .deps (Debian's libfabric-dev .deb: the device has libfabric's runtime, no headers).
 # Logs and a summary land in $OUT (or /tmp/epyard-out).
 set -u
@@ -10,7 +12,7 @@ source "$(dirname "$0")/common.sh"
 log "GPUs: $(nvidia-smi -L | wc -l); $(nvidia-smi -L | head -1)"
 cmake -S . -B build-dev -G Ninja -DCMAKE_BUILD_TYPE=Release -DEPYARD_WERROR=OFF \
   -DCUDAToolkit_ROOT=/usr/local/cuda >"$OUT/build.log" 2>&1 &&
-  ninja -C build-dev nccl-net-epyard epyard_net_perf epyard_nccl_check >>"$OUT/build.log" 2>&1 ||
+  ninja -C build-dev nccl-net-epyard epyard_net_perf epyard_nccl_check epyard_fakeverbs >>"$OUT/build.log" 2>&1 ||
   { log "build failed (see build.log)"; tail -30 "$OUT/build.log"; exit 1; }
 log "build ok"
 
@@ -48,6 +50,11 @@ for v in $variants; do
         esac
       done
       run_nccl "$v" "$@" ;;
+    verbs)  # the verbs transport on the emulated device (UNIX sockets, host memory): NCCL end to
+            # end over verbs; a correctness run, not a speed one (no RDMA NIC on this machine)
+      run_nccl verbs NCCL_NET_PLUGIN=epyard NCCL_NET=epyard NCCL_NET_GDR_LEVEL=LOC \
+        EPYARD_NET_TRANSPORT=verbs EPYARD_IB_VERBS_LIBRARY="$PWD/build-dev/tests/fakeverbs/libepyard_fakeverbs.so" \
+        EPYARD_FAKEVERBS_DEVICES=fakeib0:ib EPYARD_FAKEVERBS_DIR=/tmp/epyard-fakeverbs-nccl ;;
     perf*)  # perf = defaults; perf<N> = N progress threads
       t=${v#perf}
       log "epyard_net_perf --raw${t:+, EPYARD_NET_PROGRESS_THREADS=$t}"
