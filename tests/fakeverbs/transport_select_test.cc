@@ -98,6 +98,26 @@ TEST(TransportSelection, DmabufFollowsTheProbe) {
   }
 }
 
+// RoCE GID choice: an index the port has is used; one it lacks leaves no usable port, and the
+// forced transport's failure names the variable.
+TEST(TransportSelection, GidIndexIsHonouredAndCheckedAgainstThePort) {
+  for (const char* index : {"0", "5"}) {
+    EXPECT_EXIT(
+        {
+          setenv("EPYARD_NET_TRANSPORT", "verbs", 1);
+          useFakeVerbs("fakeroce0:roce");
+          setenv("EPYARD_IB_GID_INDEX", index, 1);
+          const bool exists = index[0] == '0';
+          std::vector<std::string> names;
+          std::string f = initAndList(exists ? ncclSuccess : ncclSystemError, &names);
+          if (f.empty() && !exists && !logHas("no GID at index 5 (EPYARD_IB_GID_INDEX)"))
+            f = "the failure does not name the GID index and its variable";
+          verdict(f);
+        },
+        ::testing::ExitedWithCode(0), "");
+  }
+}
+
 TEST(TransportSelection, HcaFilterSelectsPorts) {
   EXPECT_EXIT(
       {
