@@ -85,12 +85,36 @@ __device__ inline bool waitCredits(const LlCommon& c, uint64_t acks_region, Kern
   return !st->credit_lost;
 }
 
-// Acknowledges `seq` to every unmasked peer: its half of my buffer is free again.
-__device__ inline void ackPeers(const LlCommon& c, uint64_t acks_region, uint64_t seq,
-                                const int* s_mask) {
-  for (int d = threadIdx.x; d < c.num_ranks; d += blockDim.x)
-    if (!s_mask[d])
-      storeRelease(flagIn(peerBuffer(c, d), acks_region, static_cast<int>(seq & 1), c.num_ranks, c.rank), seq);
+// The bookkeeping of a launch of op `op` (0 dispatch, 1 combine), all at its start, so that no
+// block waits for the whole grid at its end:
+//  - acknowledgements: a launch that receives seq records it as pending (below); every later
+//    launch of the op acknowledges the pending numbers of both buffer halves to every unmasked
+//    peer (the last block; re-sending a number is harmless, they only grow per half). By then
+//    the receiving launch has finished reading its half: launches of one op are stream-ordered,
+//    as the sequence numbers already require. A peer needs seq's acknowledgement only for its
+//    op seq + 2, which cannot start before this rank has started op seq + 1;
+//  - the sequence number: every block read it in loadStart (acquire) before arriving here; the
+//    last block to arrive advances the group's counter (a sending launch) and the handle's
+//    copy, and records the pending acknowledgement. The arrival is made by the second warp, so
+//    its round trip overlaps the credit wait of the first.
+__device__ inline void beginOp(const LlCommon& c, int op, bool send, bool recv, const KernelStart& st) {
+  if (blockIdx.x == gridDim.x - 1 && !st.mask[c.rank]) {
+    const uint64_t region = op == 0 ? c.buf.disp_acks : c.buf.comb_acks;
+    for (int d = threadIdx.x; d < c.num_ranks; d += blockDim.x) {
+      if (st.mask[d]) continue;
+      for (int h = 0; h < 2; ++h)
+        if (st.pending[h] != 0)
+          storeRelaxed(flagIn(peerBuffer(c, d), region, h, c.num_ranks, c.rank), st.pending[h]);
+    }
+  }
+  if (threadIdx.x == 32 && atomicAdd(&c.state->arrivals[op], 1u) == gridDim.x - 1) {
+    c.state->arrivals[op] = 0;  // every block has arrived: ready for the next launch
+    if (send) {
+      if (op == 0) c.state->disp_seq = st.seq; else c.state->comb_seq = st.seq;
+      c.h.seqs[op] = st.seq;
+    }
+    if (recv && !st.mask[c.rank]) c.state->pending_ack[op][st.seq & 1] = st.seq;
+  }
 }
 
 }  // namespace epyard::ep

@@ -12,24 +12,20 @@ __global__ void __launch_bounds__(kLlBlockThreads) llCombineKernel(LlCombineArgs
   const LlCommon& c = a.c;
   traceMark(c, 1, 0);
   const bool send = a.phases & kPhaseSend, recv = a.phases & kPhaseRecv;
+  const int first_dst = recv && static_cast<int>(threadIdx.x) < c.top_k && static_cast<int>(blockIdx.x) < c.num_tokens
+                            ? c.h.dst_rank[blockIdx.x * c.top_k + threadIdx.x]
+                            : -1;
   __shared__ KernelStart st;
-  loadStart(c, send ? &c.state->comb_seq : c.h.seqs + 1, send ? 1 : 0, &st);
-  const uint64_t seq = st.seq;
-
-  if (send) {
-    combineSend(a, &st);
-    if (!recv && lastBlockToArrive(&c.state->arrivals[kArriveCombineSend]) && threadIdx.x == 0)
-      c.state->comb_seq = c.h.seqs[1] = seq;
+  loadStart(c, 1, send ? &c.state->comb_seq : c.h.seqs + 1, send ? 1 : 0, &st);
+  beginOp(c, 1, send, recv, st);
+  if (send) combineSend(a, &st);
+  if (recv) combineRecv(a, st.seq, st.mask, first_dst);
+#ifdef EPYARD_EP_TRACE
+  if (lastBlockToArrive(&c.state->arrivals[kArriveCombineEnd])) {
+    traceLastBlock(c, 1);
+    if (a.phases == kPhaseBoth) traceCommit(c, 1);
   }
-  if (recv) {
-    combineRecv(a, seq, st.mask);
-    if (lastBlockToArrive(&c.state->arrivals[kArriveCombineRecv])) {
-      traceLastBlock(c, 1);
-      if (!st.mask[c.rank]) ackPeers(c, c.buf.comb_acks, seq, st.mask);
-      if (send && threadIdx.x == 0) c.state->comb_seq = c.h.seqs[1] = seq;
-      if (a.phases == kPhaseBoth) traceCommit(c, 1);
-    }
-  }
+#endif
 }
 
 }  // namespace

@@ -8,9 +8,13 @@
 
 namespace epyard::ep {
 
-constexpr int kColsInFlight = 4;  // ranks' rows of a token loaded together
+constexpr int kColsInFlight = 4;    // ranks' rows of a token loaded together
+constexpr int kPiecesInFlight = 2;  // 8-channel pieces per thread loaded together
 
-__device__ inline void combineRecv(const LlCombineArgs& a, uint64_t seq, const int* s_mask) {
+// `first_dst`: thread k's destination rank of the block's first token, loaded at kernel start
+// so that the block polls for its rows as soon as its own sending is done.
+__device__ inline void combineRecv(const LlCombineArgs& a, uint64_t seq, const int* s_mask,
+                                   int first_dst) {
   const LlCommon& c = a.c;
   const int K = c.top_k, H = a.hidden;
   const int parity = static_cast<int>(seq & 1);
@@ -22,7 +26,8 @@ __device__ inline void combineRecv(const LlCombineArgs& a, uint64_t seq, const i
   const bool self_masked = s_mask[c.rank];
 
   for (int t = blockIdx.x; t < c.num_tokens; t += gridDim.x) {
-    if (threadIdx.x < K) s_dst[threadIdx.x] = c.h.dst_rank[t * K + threadIdx.x];
+    if (threadIdx.x < K)
+      s_dst[threadIdx.x] = t == static_cast<int>(blockIdx.x) ? first_dst : c.h.dst_rank[t * K + threadIdx.x];
     __syncthreads();
     if (threadIdx.x == 0) {
       int n = 0;
@@ -44,29 +49,52 @@ __device__ inline void combineRecv(const LlCombineArgs& a, uint64_t seq, const i
                                    kWaitCombineData, s_col[threadIdx.x], seq);
     __syncthreads();
     if (t == static_cast<int>(blockIdx.x)) traceMark(c, 1, 3);  // first token's rows are here
-    for (int p = threadIdx.x; p < H / 8; p += blockDim.x) {
-      float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-      for (int i0 = 0; i0 < s_cols; i0 += kColsInFlight) {  // loads together, sums in order
-        int4 v[kColsInFlight];
+    // Every thread takes kPiecesInFlight pieces a pass (hidden <= 8192 is one pass), loading
+    // them from kColsInFlight ranks at once; sums stay in ascending rank order per piece.
+    const int pieces = H / 8;
+    for (int base = threadIdx.x; base < pieces; base += kPiecesInFlight * blockDim.x) {
+      float acc[kPiecesInFlight][8];
 #pragma unroll
-        for (int r = 0; r < kColsInFlight; ++r)
-          if (i0 + r < s_cols && s_ok[i0 + r])
-            v[r] = reinterpret_cast<const int4*>(combineSlot(c, mine, parity, t, s_col[i0 + r]))[p];
+      for (int u = 0; u < kPiecesInFlight; ++u)
+#pragma unroll
+        for (int q = 0; q < 8; ++q) acc[u][q] = 0.0f;
+      for (int i0 = 0; i0 < s_cols; i0 += kColsInFlight) {
+        int4 v[kColsInFlight][kPiecesInFlight];
 #pragma unroll
         for (int r = 0; r < kColsInFlight; ++r) {
           if (i0 + r >= s_cols || !s_ok[i0 + r]) continue;
-          const uint32_t* w = reinterpret_cast<const uint32_t*>(&v[r]);
-          for (int q = 0; q < 4; ++q) {
-            acc[2 * q] = __fadd_rn(acc[2 * q], bf16Bits(w[q] & 0xffffu));
-            acc[2 * q + 1] = __fadd_rn(acc[2 * q + 1], bf16Bits(w[q] >> 16));
+          const int4* src = reinterpret_cast<const int4*>(combineSlot(c, mine, parity, t, s_col[i0 + r]));
+#pragma unroll
+          for (int u = 0; u < kPiecesInFlight; ++u) {
+            const int p = base + u * blockDim.x;
+            if (p < pieces) v[r][u] = src[p];
+          }
+        }
+#pragma unroll
+        for (int r = 0; r < kColsInFlight; ++r) {
+          if (i0 + r >= s_cols || !s_ok[i0 + r]) continue;
+#pragma unroll
+          for (int u = 0; u < kPiecesInFlight; ++u) {
+            const uint32_t* w = reinterpret_cast<const uint32_t*>(&v[r][u]);
+#pragma unroll
+            for (int q = 0; q < 4; ++q) {
+              acc[u][2 * q] = __fadd_rn(acc[u][2 * q], bf16Bits(w[q] & 0xffffu));
+              acc[u][2 * q + 1] = __fadd_rn(acc[u][2 * q + 1], bf16Bits(w[q] >> 16));
+            }
           }
         }
       }
-      int4 o;
-      uint32_t* ow = reinterpret_cast<uint32_t*>(&o);
-      for (int q = 0; q < 4; ++q)
-        ow[q] = uint32_t(toBf16Bits(acc[2 * q])) | (uint32_t(toBf16Bits(acc[2 * q + 1])) << 16);
-      reinterpret_cast<int4*>(a.out + static_cast<size_t>(t) * H)[p] = o;
+#pragma unroll
+      for (int u = 0; u < kPiecesInFlight; ++u) {
+        const int p = base + u * blockDim.x;
+        if (p >= pieces) continue;
+        int4 o;
+        uint32_t* ow = reinterpret_cast<uint32_t*>(&o);
+#pragma unroll
+        for (int q = 0; q < 4; ++q)
+          ow[q] = uint32_t(toBf16Bits(acc[u][2 * q])) | (uint32_t(toBf16Bits(acc[u][2 * q + 1])) << 16);
+        reinterpret_cast<int4*>(a.out + static_cast<size_t>(t) * H)[p] = o;
+      }
     }
     __syncthreads();  // s_col is refilled for the next token
   }

@@ -28,6 +28,7 @@ __global__ void llControlKernel(LlControlArgs a) {
     const uint64_t n = c.buf.barrier_flags / sizeof(uint64_t);
     for (uint64_t i = threadIdx.x; i < n; i += blockDim.x) flags[i] = 0;
     for (int d = threadIdx.x; d < c.num_ranks; d += blockDim.x) c.state->mask[d] = 0;
+    if (threadIdx.x < 4) c.state->pending_ack[threadIdx.x / 2][threadIdx.x % 2] = 0;
     if (threadIdx.x == 0) {
       c.state->disp_seq = 0;
       c.state->comb_seq = 0;

@@ -1,7 +1,8 @@
 // LL dispatch kernel: the sending half, the receiving half, or both in one launch (the usual
 // case; send_only launches the first and ncclEpComplete the second). Sequence numbers: a send
 // takes the group's next one, a receive-only launch the one its handle's send recorded; the
-// last block of the launch advances the group's counter and acknowledges what it received.
+// counter and the acknowledgements are handled at the start (beginOp), so a block is done as
+// soon as its own work is.
 
 #include "device/ll_dispatch_recv.cuh"
 #include "device/ll_dispatch_send.cuh"
@@ -15,23 +16,16 @@ __global__ void __launch_bounds__(kLlBlockThreads) llDispatchKernel(LlDispatchAr
   traceMark(c, 0, 0);
   const bool send = a.phases & kPhaseSend, recv = a.phases & kPhaseRecv;
   __shared__ KernelStart st;
-  loadStart(c, send ? &c.state->disp_seq : c.h.seqs, send ? 1 : 0, &st);
-  const uint64_t seq = st.seq;
-
-  if (send) {
-    dispatchSend(a, &st);
-    if (!recv && lastBlockToArrive(&c.state->arrivals[kArriveDispatchSend]) && threadIdx.x == 0)
-      c.state->disp_seq = c.h.seqs[0] = seq;
+  loadStart(c, 0, send ? &c.state->disp_seq : c.h.seqs, send ? 1 : 0, &st);
+  beginOp(c, 0, send, recv, st);
+  if (send) dispatchSend(a, &st);
+  if (recv) dispatchRecv(a, st.seq, st.mask);
+#ifdef EPYARD_EP_TRACE
+  if (lastBlockToArrive(&c.state->arrivals[kArriveDispatchEnd])) {
+    traceLastBlock(c, 0);
+    if (a.phases == kPhaseBoth) traceCommit(c, 0);
   }
-  if (recv) {
-    dispatchRecv(a, seq, st.mask);
-    if (lastBlockToArrive(&c.state->arrivals[kArriveDispatchRecv])) {
-      traceLastBlock(c, 0);
-      if (!st.mask[c.rank]) ackPeers(c, c.buf.disp_acks, seq, st.mask);
-      if (send && threadIdx.x == 0) c.state->disp_seq = c.h.seqs[0] = seq;
-      if (a.phases == kPhaseBoth) traceCommit(c, 0);
-    }
-  }
+#endif
 }
 
 }  // namespace

@@ -1,4 +1,5 @@
-// Memory-ordering helpers, bounded waits and grid epilogues shared by the LL kernels.
+// Memory-ordering helpers, bounded waits and the trace builds' grid epilogue, shared by the LL
+// kernels.
 //
 // Ordering: a sender's block writes its data, meets at a block barrier, and one thread publishes
 // a flag with st.release.sys (release is cumulative: it covers what the barrier made that thread
@@ -22,6 +23,10 @@ __device__ __forceinline__ uint64_t loadAcquire(const uint64_t* p) {
 
 __device__ __forceinline__ void storeRelease(uint64_t* p, uint64_t v) {
   asm volatile("st.release.sys.global.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
+}
+
+__device__ __forceinline__ void storeRelaxed(uint64_t* p, uint64_t v) {
+  asm volatile("st.relaxed.sys.global.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
 }
 
 __device__ __forceinline__ uint64_t loadRelaxed(const uint64_t* p) {
@@ -58,22 +63,29 @@ __device__ __forceinline__ bool aborted(const LlCommon& c) {
 }
 
 // What every LL kernel reads first, in one round of parallel loads: a snapshot of the mask (so
-// that branches around block barriers never see it change mid-way), the abort word and the op's
-// sequence number (`*seq_src + seq_add`).
+// that branches around block barriers never see it change mid-way), the abort word, the op's
+// sequence number (`*seq_src + seq_add`, read with acquire: no later memory operation of the
+// thread, such as its arrival in beginOp, is performed before it) and, in the block that sends
+// acknowledgements, what the op's earlier launches received.
 struct KernelStart {
   int mask[kLlMaxRanks];
   uint64_t seq;
+  uint64_t pending[2];  // per buffer half (last block only)
   int aborted;
   int credit_lost;  // set when a credit wait gave up (see waitCredits)
 };
-__device__ inline void loadStart(const LlCommon& c, const uint64_t* seq_src, uint64_t seq_add,
+__device__ inline void loadStart(const LlCommon& c, int op, const uint64_t* seq_src, uint64_t seq_add,
                                  KernelStart* s) {
   for (int d = threadIdx.x; d < c.num_ranks; d += blockDim.x) s->mask[d] = isMasked(c, d) ? 1 : 0;
   if (threadIdx.x == 0) {
-    s->seq = *seq_src + seq_add;
+    uint64_t v;
+    asm volatile("ld.acquire.gpu.global.u64 %0, [%1];" : "=l"(v) : "l"(seq_src) : "memory");
+    s->seq = v + seq_add;
     s->aborted = aborted(c) ? 1 : 0;
     s->credit_lost = 0;
   }
+  if (blockIdx.x == gridDim.x - 1 && threadIdx.x >= 32 && threadIdx.x < 34)
+    s->pending[threadIdx.x - 32] = c.state->pending_ack[op][threadIdx.x - 32];
   __syncthreads();
 }
 
@@ -144,8 +156,8 @@ __device__ inline bool waitTagged(const LlCommon& c, const uint64_t* p, uint64_t
 }
 
 // Block-wide: true in the one block that arrives last at `counter`; every block's earlier
-// memory operations happen before whatever the last block does next (GPU scope: the last block
-// only publishes with system-scope release stores, which carry that ordering to peers).
+// memory operations happen before whatever the last block does next (GPU scope). Only trace
+// builds use it now, to commit the phase times after every block is done.
 __device__ inline bool lastBlockToArrive(uint32_t* counter) {
   __shared__ bool last;
   __syncthreads();

@@ -54,10 +54,13 @@ static_assert(sizeof(LlBufferLayout) == 96, "buffer layout");
 
 // The group's device-side state (ordinary device memory, one per group).
 struct LlDeviceState {
-  uint64_t disp_seq;     // last dispatch sequence number whose sending finished
+  uint64_t disp_seq;     // last dispatch sequence number a sending launch took
   uint64_t comb_seq;     // same for combine
   uint64_t barrier_seq;  // group barriers so far
-  uint32_t arrivals[8];  // per-phase counters: the last block of a grid does the epilogue
+  uint32_t arrivals[8];  // blocks of a launch that started (the last one advances the sequence)
+  // [op][half]: the last sequence number this rank received in that buffer half, acknowledged
+  // to the peers at the start of every later launch of the op (see beginOp).
+  uint64_t pending_ack[2][2];
   int32_t abort;         // a wait failed: the other blocks stop waiting too
   int32_t reserved;
   int32_t mask[kLlMaxRanks];  // 1 = rank masked (skipped by dispatch and combine)
@@ -69,10 +72,10 @@ struct LlDeviceState {
 };
 
 enum LlArrival : int {
-  kArriveDispatchSend = 0,
-  kArriveDispatchRecv,
-  kArriveCombineSend,
-  kArriveCombineRecv,
+  kArriveDispatchStart = 0,  // = op: 0 dispatch, 1 combine
+  kArriveCombineStart,
+  kArriveDispatchEnd,  // EPYARD_EP_TRACE builds: the last block commits the phase times
+  kArriveCombineEnd,
 };
 
 // What a failed wait or a bad routing entry leaves for ncclEpGetAsyncError (host-mapped
