@@ -1,10 +1,10 @@
 // The extern "C" entry points of libepyard.so. Each forwards to its implementation inside one
 // guard that turns any C++ exception into an error code and a message: nothing throws, asserts
 // or exits across the C boundary.
-#include <cstring>
 #include <exception>
 #include <new>
 
+#include "host/api_check.h"
 #include "host/api_impl.h"
 #include "host/errors.h"
 #include "host/group.h"
@@ -41,10 +41,7 @@ EPYARD_API ncclResult_t ncclEpGetVersion(int* version) {
 EPYARD_API ncclResult_t ncclEpTensorAlloc(ncclEpTensor_t** tensor, int ndim,
                                           ncclDataType_t datatype, const size_t* sizes,
                                           const ncclEpTensorAllocConfig_t* config) {
-  // Read as an integer: a caller's value outside the enum is not a valid enumerator, and
-  // loading it through the enum type would be undefined behaviour.
-  int type_value;
-  std::memcpy(&type_value, &datatype, sizeof(type_value));
+  const int type_value = enumValue(datatype);
   return guarded(nullptr, "ncclEpTensorAlloc",
                  [&] { return tensorAlloc(tensor, ndim, type_value, sizes, config); });
 }

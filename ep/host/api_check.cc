@@ -63,11 +63,7 @@ std::string checkStruct(const void* ptr, unsigned expected_size, unsigned expect
 std::string checkGroupConfig(const ncclEpGroupConfig_t* c, int num_ranks) {
   std::string bad = checkStruct(c, "config");
   if (!bad.empty()) return bad;
-  // Read as an integer: a caller's out-of-range value is not a valid enumerator, and loading
-  // it through the enum type would be undefined behaviour.
-  int algorithm;
-  static_assert(sizeof(algorithm) == sizeof(c->algorithm), "enum is int-sized");
-  memcpy(&algorithm, &c->algorithm, sizeof(algorithm));
+  const int algorithm = enumValue(c->algorithm);
   if (algorithm != NCCL_EP_ALGO_LOW_LATENCY && algorithm != NCCL_EP_ALGO_HIGH_THROUGHPUT)
     return "config.algorithm (" + std::to_string(algorithm) +
            ") must be NCCL_EP_ALGO_LOW_LATENCY or NCCL_EP_ALGO_HIGH_THROUGHPUT";
@@ -111,9 +107,7 @@ std::string checkTensor(const ncclEpTensor_t* t, const char* name, int ndim,
   if (t->ndim != ndim)
     return std::string(name) + " has " + str(static_cast<unsigned long>(t->ndim)) +
            " dimensions, expected " + str(static_cast<unsigned long>(ndim));
-  // Compared as integers: a caller's value outside the enum must not be loaded as one.
-  int type_value;
-  std::memcpy(&type_value, &t->datatype, sizeof(type_value));
+  const int type_value = enumValue(t->datatype);
   bool listed = false;
   for (ncclDataType_t d : types) listed |= static_cast<int>(d) == type_value;
   if (!listed) {

@@ -3,19 +3,32 @@
 // and the rule ("num_experts (250) must be a multiple of the number of ranks (8)").
 #pragma once
 
+#include <cstring>
 #include <initializer_list>
 #include <string>
 
+#include "device/ll_types.h"
 #include "nccl_ep.h"
 
 namespace epyard::ep {
 
-// Limits of this implementation, named in messages.
+// Limits of this implementation, named in messages (the kernels' own limits where they have one).
 constexpr unsigned kMaxExperts = 512;
 constexpr unsigned kMaxLlTokensPerRank = 1024;
-constexpr unsigned kMaxTopK = 16;
-constexpr unsigned kMaxTokenBytes = 65536;    // hidden 32768 in BF16
-constexpr unsigned kChannelBlockBytes = 256;  // 128 BF16 channels: the FP8 scale block
+constexpr unsigned kMaxTopK = kLlMaxTopK;
+constexpr unsigned kMaxTokenBytes = 65536;                // hidden 32768 in BF16
+constexpr unsigned kChannelBlockBytes = 2 * kLlScaleBlock;  // BF16 channels sharing one FP8 scale
+static_assert(kMaxExperts <= kLlMaxRanks, "the LL buffers hold a mask entry per rank, and every rank an expert");
+
+// The integer value of a caller's enum argument, read without loading it through the enum type
+// (a value outside the enumerators would make that load undefined behaviour).
+template <typename Enum>
+int enumValue(const Enum& e) {
+  static_assert(sizeof(Enum) == sizeof(int), "enum is int-sized");
+  int v;
+  std::memcpy(&v, &e, sizeof(v));
+  return v;
+}
 
 // A public struct: non-null, `size` and `magic` as the INIT macro sets them.
 std::string checkStruct(const void* ptr, unsigned expected_size, unsigned expected_magic,

@@ -138,8 +138,6 @@ ncclResult_t createGroup(ncclEpGroup* g, ncclComm_t comm, const ncclEpGroupConfi
     return fail(g, ncclInvalidUsage,
                 "NCCL_EP_ALGO_HIGH_THROUGHPUT is not available in this version of epyard; use "
                 "NCCL_EP_ALGO_LOW_LATENCY (up to 1024 tokens per rank)");
-  // checkGroupConfig has made every rank hold at least one of at most kMaxExperts experts.
-  static_assert(kMaxExperts <= kLlMaxRanks, "the LL buffers must hold a mask entry per rank");
   g->alloc.fns = config->alloc;
   g->timeout_ns = config->timeout_ns != NCCL_EP_AUTO
                       ? config->timeout_ns

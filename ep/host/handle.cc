@@ -16,9 +16,7 @@ ncclResult_t checkLayoutArgs(ncclEpGroup_t g, ncclEpLayout_t layout,
                              const ncclEpHandleConfig_t* config, int num_topk) {
   if (g == nullptr) return fail(nullptr, ncclInvalidArgument, "group is NULL");
   if (config != nullptr) EP_CHECK(checkArg(g, checkStruct(config, "config")));
-  int value;
-  static_assert(sizeof(value) == sizeof(layout), "enum is int-sized");
-  std::memcpy(&value, &layout, sizeof(value));
+  const int value = enumValue(layout);
   if (value != NCCL_EP_LAYOUT_EXPERT_MAJOR && value != NCCL_EP_LAYOUT_RANK_MAJOR)
     return fail(g, ncclInvalidArgument,
                 "layout (" + std::to_string(value) +

@@ -32,8 +32,7 @@ template <typename Config>
 ncclResult_t checkOpConfig(ncclEpGroup_t g, const Config* cfg) {
   if (cfg == nullptr) return ncclSuccess;
   EP_CHECK(checkArg(g, checkStruct(cfg, "config")));
-  int pass;  // read as an integer: an out-of-range value must not be loaded through the enum
-  std::memcpy(&pass, &cfg->pass_direction, sizeof(pass));
+  const int pass = enumValue(cfg->pass_direction);
   if (pass != NCCL_EP_FWD_PASS)
     return fail(g, ncclInvalidArgument,
                 "config->pass_direction (" + std::to_string(pass) +
