@@ -86,9 +86,8 @@ EPYARD_API ncclResult_t ncclEpCreateHandle(ncclEpHandle_t* handle, ncclEpGroup_t
                                            const ncclEpHandleConfig_t* config,
                                            cudaStream_t stream) {
   return guarded(group, "ncclEpCreateHandle", [&]() -> ncclResult_t {
-    if (topk_idx == nullptr) return fail(group, ncclInvalidArgument, "topk_idx is NULL");
-    if (topk_idx->ndim != 2 || topk_idx->sizes == nullptr)
-      return fail(group, ncclInvalidArgument, "topk_idx must be a 2-D [tokens, top_k] tensor");
+    // The same check ncclEpUpdateHandle makes, before top_k is read from the tensor.
+    EP_CHECK(checkArg(group, checkTensor(topk_idx, "topk_idx", 2, {ncclInt64}, {-1, -1})));
     const int top_k = static_cast<int>(topk_idx->sizes[1]);
     EP_CHECK(handleInit(handle, group, layout, config, top_k, nullptr));
     ncclResult_t r = handleUpdate(*handle, topk_idx, layout_info, stream);

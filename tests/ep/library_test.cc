@@ -47,6 +47,23 @@ TEST(EpLibrary, HandleAndOpArguments) {
   EXPECT_EQ(ncclEpCombine(nullptr, nullptr, nullptr, nullptr, nullptr), ncclInvalidArgument);
   EXPECT_EQ(ncclEpComplete(nullptr, nullptr, nullptr), ncclInvalidArgument);
   EXPECT_EQ(ncclEpHandleDestroy(nullptr), ncclInvalidArgument);
+  // ncclEpCreateHandle reads top_k from topk_idx: a tensor that is not one (no magic) or of the
+  // wrong shape is refused by name before that read.
+  ncclEpHandle_t h = nullptr;
+  ncclEpTensor_t garbage;
+  std::memset(&garbage, 0, sizeof(garbage));
+  EXPECT_EQ(ncclEpCreateHandle(&h, nullptr, NCCL_EP_LAYOUT_EXPERT_MAJOR, &garbage, nullptr, nullptr, nullptr),
+            ncclInvalidArgument);
+  EXPECT_TRUE(says("topk_idx"));
+  size_t one[1] = {4};
+  ncclEpTensor_t flat = NCCL_EP_TENSOR_INIT;
+  flat.ndim = 1;
+  flat.datatype = ncclInt64;
+  flat.sizes = one;
+  EXPECT_EQ(ncclEpCreateHandle(&h, nullptr, NCCL_EP_LAYOUT_EXPERT_MAJOR, &flat, nullptr, nullptr, nullptr),
+            ncclInvalidArgument);
+  EXPECT_TRUE(says("topk_idx has 1 dimensions, expected 2"));
+  EXPECT_EQ(h, nullptr);
 }
 
 TEST(EpLibrary, TensorArguments) {
