@@ -74,26 +74,13 @@ __device__ inline void combineRecv(const LlCombineArgs& a, uint64_t seq, const i
         for (int r = 0; r < kColsInFlight; ++r) {
           if (i0 + r >= s_cols || !s_ok[i0 + r]) continue;
 #pragma unroll
-          for (int u = 0; u < kPiecesInFlight; ++u) {
-            const uint32_t* w = reinterpret_cast<const uint32_t*>(&v[r][u]);
-#pragma unroll
-            for (int q = 0; q < 4; ++q) {
-              acc[u][2 * q] = __fadd_rn(acc[u][2 * q], bf16Bits(w[q] & 0xffffu));
-              acc[u][2 * q + 1] = __fadd_rn(acc[u][2 * q + 1], bf16Bits(w[q] >> 16));
-            }
-          }
+          for (int u = 0; u < kPiecesInFlight; ++u) addBf16x8(acc[u], v[r][u]);
         }
       }
 #pragma unroll
       for (int u = 0; u < kPiecesInFlight; ++u) {
         const int p = base + u * blockDim.x;
-        if (p >= pieces) continue;
-        int4 o;
-        uint32_t* ow = reinterpret_cast<uint32_t*>(&o);
-#pragma unroll
-        for (int q = 0; q < 4; ++q)
-          ow[q] = uint32_t(toBf16Bits(acc[u][2 * q])) | (uint32_t(toBf16Bits(acc[u][2 * q + 1])) << 16);
-        reinterpret_cast<int4*>(a.out + static_cast<size_t>(t) * H)[p] = o;
+        if (p < pieces) reinterpret_cast<int4*>(a.out + static_cast<size_t>(t) * H)[p] = packBf16x8(acc[u]);
       }
     }
     __syncthreads();  // s_col is refilled for the next token

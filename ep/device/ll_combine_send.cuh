@@ -67,26 +67,13 @@ __device__ inline void reduceRows(const LlCombineArgs& a, const int* rows, const
         if (k0 + r >= n) break;
         const float weight = weights[k0 + r];
 #pragma unroll
-        for (int u = 0; u < kReduceUnroll; ++u) {
-          const uint32_t* w = reinterpret_cast<const uint32_t*>(&v[r][u]);
-#pragma unroll
-          for (int q = 0; q < 4; ++q) {
-            acc[u][2 * q] = __fadd_rn(acc[u][2 * q], __fmul_rn(weight, bf16Bits(w[q] & 0xffffu)));
-            acc[u][2 * q + 1] = __fadd_rn(acc[u][2 * q + 1], __fmul_rn(weight, bf16Bits(w[q] >> 16)));
-          }
-        }
+        for (int u = 0; u < kReduceUnroll; ++u) addScaledBf16x8(acc[u], v[r][u], weight);
       }
     }
 #pragma unroll
     for (int u = 0; u < kReduceUnroll; ++u) {
       const int p = base + u * kTeamThreads;
-      if (p >= pieces) continue;
-      int4 o;
-      uint32_t* ow = reinterpret_cast<uint32_t*>(&o);
-#pragma unroll
-      for (int q = 0; q < 4; ++q)
-        ow[q] = uint32_t(toBf16Bits(acc[u][2 * q])) | (uint32_t(toBf16Bits(acc[u][2 * q + 1])) << 16);
-      reinterpret_cast<int4*>(out)[p] = o;
+      if (p < pieces) reinterpret_cast<int4*>(out)[p] = packBf16x8(acc[u]);
     }
   }
 }

@@ -18,6 +18,37 @@ __device__ __forceinline__ uint16_t toBf16Bits(float x) {
   return __bfloat16_as_ushort(__float2bfloat16_rn(x));
 }
 
+// acc[i] += the i-th of the 8 BF16 values in v (float, round to nearest at each add, as the CPU
+// reference sums).
+__device__ __forceinline__ void addBf16x8(float acc[8], const int4& v) {
+  const uint32_t* w = reinterpret_cast<const uint32_t*>(&v);
+#pragma unroll
+  for (int q = 0; q < 4; ++q) {
+    acc[2 * q] = __fadd_rn(acc[2 * q], bf16Bits(w[q] & 0xffffu));
+    acc[2 * q + 1] = __fadd_rn(acc[2 * q + 1], bf16Bits(w[q] >> 16));
+  }
+}
+
+// acc[i] += weight x the i-th BF16 value in v (product rounded, then the sum).
+__device__ __forceinline__ void addScaledBf16x8(float acc[8], const int4& v, float weight) {
+  const uint32_t* w = reinterpret_cast<const uint32_t*>(&v);
+#pragma unroll
+  for (int q = 0; q < 4; ++q) {
+    acc[2 * q] = __fadd_rn(acc[2 * q], __fmul_rn(weight, bf16Bits(w[q] & 0xffffu)));
+    acc[2 * q + 1] = __fadd_rn(acc[2 * q + 1], __fmul_rn(weight, bf16Bits(w[q] >> 16)));
+  }
+}
+
+// The 8 floats rounded to BF16, packed in order.
+__device__ __forceinline__ int4 packBf16x8(const float acc[8]) {
+  int4 o;
+  uint32_t* ow = reinterpret_cast<uint32_t*>(&o);
+#pragma unroll
+  for (int q = 0; q < 4; ++q)
+    ow[q] = uint32_t(toBf16Bits(acc[2 * q])) | (uint32_t(toBf16Bits(acc[2 * q + 1])) << 16);
+  return o;
+}
+
 // max(amax, 1e-4) / 448, rounded up to a power of two when `round_pow2` (from the bits: a
 // scale with a zero mantissa already is one).
 __device__ __forceinline__ float fp8ScaleFor(float amax, bool round_pow2) {
