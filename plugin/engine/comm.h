@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/clock.h"
 #include "engine/reg_cache.h"
 #include "engine/transport.h"
 #include "engine/wire.h"
@@ -27,8 +28,6 @@ enum class CommKind : uint32_t { kListen = 0x4c53544e, kSend = 0x53454e44, kRecv
 
 // Operation tags carried in OpContext::tag.
 enum OpTag : uint32_t { kOpWrite = 1, kOpCtsWrite, kOpPing, kOpCtrlSend, kOpCtrlRecv, kOpFlush };
-
-int64_t nowNs();
 
 struct Rail {
   Nic* nic = nullptr;

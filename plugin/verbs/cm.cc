@@ -11,12 +11,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <time.h>
-
 #include <cerrno>
 #include <cstring>
 #include <thread>
 
+#include "engine/clock.h"
 #include "engine/log.h"
 #include "verbs/verbs.h"
 
@@ -40,11 +39,7 @@ struct Reply {
   char error[160];
 };
 
-int64_t nowMs() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-}
+int64_t nowMs() { return nowNs() / 1000000; }
 
 // Reads or writes exactly n bytes before `deadline_ms` (monotonic); false on error or timeout.
 bool transfer(int fd, void* p, size_t n, bool out, int64_t deadline_ms) {
