@@ -176,9 +176,10 @@ class RecvComm final : public Comm {
   explicit RecvComm(Device* dev) : Comm(CommKind::kRecv, dev) {}
   ncclResult_t irecv(int n, void** data, const size_t* sizes, const int* tags, RegEntry** regs,
                      Request** out);
-  // After a receive into GPU memory (or always, with EPYARD_NET_FORCE_FLUSH): one RDMA read of
-  // the last non-empty buffer per rail, through a loopback peer, so that the data the NIC
-  // wrote is visible to the GPU once the read completes. *out stays null when none is needed.
+  // After a receive into GPU memory on a NIC that needs it (or always, with
+  // EPYARD_NET_FORCE_FLUSH): one RDMA read of the last non-empty buffer per rail, through a
+  // loopback peer, so that the data the NIC wrote is visible to the GPU once the read completes.
+  // *out stays null when none is needed.
   ncclResult_t iflush(int n, void** data, const int* sizes, RegEntry** regs, Request** out);
   // Accept: sets up rails toward the sender of `msg` and posts the answer.
   ncclResult_t startAccept(const ConnectMsg& msg, int rails);
@@ -194,7 +195,10 @@ class RecvComm final : public Comm {
   OpContext ctrl_send_ctx_;
   OpContext cts_ctx_[kMaxRequests];
   uint64_t recv_seq_ = 0;
-  std::vector<uint64_t> flush_peers_;  // per rail: its endpoint as its own peer (made lazily)
+  // Accept: each rail's endpoint as its own peer, for iflush's reads (only where a NIC needs a
+  // read-back of GPU memory it wrote, or EPYARD_NET_FORCE_FLUSH is set).
+  bool setupFlushPeers(std::string* error);
+  std::vector<uint64_t> flush_peers_;
   Request flushes_[kMaxRequests];
   uint32_t next_flush_ = 0;
 };

@@ -156,6 +156,10 @@ ncclResult_t RecvComm::startAccept(const ConnectMsg& msg, int rails) {
     }
     answer->block.keys[r] = blockKey(r);
   }
+  if (!setupFlushPeers(&error)) {
+    EPY_WARN("epyard: accept: %s", error.c_str());
+    return ncclSystemError;
+  }
   peer_block_ = msg.block;
   for (int s = 0; s < kMaxRequests; ++s) {
     cts_ctx_[s].owner = this;

@@ -113,6 +113,23 @@ ncclResult_t RecvComm::irecv(int n, void** data, const size_t* sizes, const int*
   return ncclSuccess;
 }
 
+bool RecvComm::setupFlushPeers(std::string* error) {
+  bool needed = params().force_flush != 0;
+  for (const Rail& rail : rails_)
+    needed |= rail.nic->info().gpu_flush && (rail.nic->info().ptr_support & (NCCL_PTR_CUDA | NCCL_PTR_DMABUF));
+  if (!needed) return true;
+  for (size_t r = 0; r < rails_.size(); ++r) {
+    std::vector<uint8_t> self;
+    uint64_t peer = 0;
+    if (!rails_[r].ep->localAddress(&self) || !rails_[r].ep->addPeer(self.data(), self.size(), &peer)) {
+      *error = "rail " + std::to_string(r) + " cannot reach itself (for iflush): " + rails_[r].ep->lastError();
+      return false;
+    }
+    flush_peers_.push_back(peer);
+  }
+  return true;
+}
+
 ncclResult_t RecvComm::iflush(int n, void** data, const int* sizes, RegEntry** regs, Request** out) {
   *out = nullptr;
   int last = -1;
@@ -120,23 +137,13 @@ ncclResult_t RecvComm::iflush(int n, void** data, const int* sizes, RegEntry** r
     if (sizes[i] > 0) last = i;
   if (last < 0 || regs[last] == nullptr) return ncclSuccess;  // nothing arrived
   RegEntry* reg = regs[last];
+  if (flush_peers_.empty()) return ncclSuccess;  // this device needs no read-back (setupFlushPeers)
   if (reg->ptr_type == NCCL_PTR_HOST && params().force_flush == 0) return ncclSuccess;
   if (progress() != ncclSuccess) return ncclSystemError;
   Request* req = &flushes_[next_flush_ % kMaxRequests];
   if (req->in_use) {
     EPY_WARN("epyard: iflush: %d flushes are still untested; test them before flushing again", kMaxRequests);
     return ncclInvalidUsage;
-  }
-  flush_peers_.resize(rails_.size(), ~0ull);
-  for (size_t r = 0; r < rails_.size(); ++r) {
-    if (flush_peers_[r] != ~0ull) continue;
-    std::vector<uint8_t> self;
-    uint64_t peer = 0;
-    if (!rails_[r].ep->localAddress(&self) || !rails_[r].ep->addPeer(self.data(), self.size(), &peer)) {
-      fail("iflush: rail " + std::to_string(r) + " cannot reach itself: " + rails_[r].ep->lastError());
-      return ncclSystemError;
-    }
-    flush_peers_[r] = peer;
   }
   ++next_flush_;
   req->in_use = true;

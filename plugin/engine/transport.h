@@ -39,6 +39,9 @@ struct NicInfo {
   float latency_us = 0;
   int ptr_support = NCCL_PTR_HOST;
   size_t max_msg_bytes = 0;
+  // GPU memory the NIC wrote is visible to the GPU only after a read-back (iflush): verbs with
+  // GPUDirect; libfabric providers order it themselves.
+  bool gpu_flush = false;
 };
 
 // A registration of one memory range with one NIC.

@@ -284,6 +284,7 @@ std::unique_ptr<Transport> openTransport(std::string* why) {
       info.speed_mbps = portSpeedMbps(pa.active_width, pa.active_speed);
       info.max_msg_bytes = pa.max_msg_sz;
       info.ptr_support = NCCL_PTR_HOST | (gpuDirectAvailable() ? NCCL_PTR_CUDA : 0);  // + DMA-BUF: open()
+      info.gpu_flush = true;
       auto nic = std::make_unique<VerbsNic>(api, ctx, port, info, settings);
       std::string error;
       if (!nic->open(&error)) {
