@@ -118,6 +118,29 @@ TEST(TransportSelection, GidIndexIsHonouredAndCheckedAgainstThePort) {
   }
 }
 
+// Bad verbs settings: the forced transport's failure names the variable and the value.
+TEST(TransportSelection, BadHcaFilterAndCmAddressAreNamed) {
+  struct Bad {
+    const char* var;
+    const char* value;
+    const char* says;
+  };
+  for (const Bad& bad : {Bad{"EPYARD_IB_HCA", "fakeib0:x", "EPYARD_IB_HCA: entry \"fakeib0:x\": port \"x\" is not a number"},
+                         Bad{"EPYARD_IB_CM_ADDR", "not-an-ip", "EPYARD_IB_CM_ADDR=\"not-an-ip\" is not an IPv4 address"}}) {
+    EXPECT_EXIT(
+        {
+          setenv("EPYARD_NET_TRANSPORT", "verbs", 1);
+          useFakeVerbs("fakeib0:ib");
+          setenv(bad.var, bad.value, 1);
+          std::vector<std::string> names;
+          std::string f = initAndList(ncclSystemError, &names);
+          if (f.empty() && !logHas(bad.says)) f = std::string("the failure does not say \"") + bad.says + "\"";
+          verdict(f);
+        },
+        ::testing::ExitedWithCode(0), "");
+  }
+}
+
 TEST(TransportSelection, HcaFilterSelectsPorts) {
   EXPECT_EXIT(
       {
