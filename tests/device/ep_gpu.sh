@@ -9,7 +9,8 @@
 #   probe              epyard_nvlink_probe: NVLink store bandwidth, all GPUs sending at once
 #                      (PROBE_ARGS to override; several runs separated by ';')
 # EP_TRACE=ON builds the kernels with phase timing (printed at group destruction); BUILD_DIR
-# (default build-dev) lets a traced and a plain build live side by side.
+# (default build-dev) lets a traced and a plain build live side by side (a build of a kernel
+# variant too: CUDAFLAGS=-DSOME_SWITCH on its first configure).
 # Carry .deps (Debian's libfabric-dev .deb; the top-level CMake wants libfabric headers).
 # Logs and a summary land in $OUT (or /tmp/epyard-out).
 set -u
@@ -18,11 +19,12 @@ source "$(dirname "$0")/common.sh"
 log "GPUs: $(nvidia-smi -L | wc -l); $(nvidia-smi -L | head -1)"
 start=$(date +%s)
 bdir=${BUILD_DIR:-build-dev}
+blog=$OUT/build-$(basename "$bdir").log
 cmake -S . -B "$bdir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DEPYARD_WERROR=OFF \
   -DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc -DCUDAToolkit_ROOT=/usr/local/cuda \
-  -DEPYARD_EP_TRACE=${EP_TRACE:-OFF} >"$OUT/build.log" 2>&1 &&
-  ninja -C "$bdir" epyard epyard_ep_gpu_test epyard_ep_perf epyard_nvlink_probe >>"$OUT/build.log" 2>&1 ||
-  { log "build failed (see build.log)"; grep -E "error|FAILED" -A3 "$OUT/build.log" | head -40; exit 1; }
+  -DEPYARD_EP_TRACE=${EP_TRACE:-OFF} >"$blog" 2>&1 &&
+  ninja -C "$bdir" epyard epyard_ep_gpu_test epyard_ep_perf epyard_nvlink_probe >>"$blog" 2>&1 ||
+  { log "build failed (see $(basename "$blog"))"; grep -E "error|FAILED" -A3 "$blog" | head -40; exit 1; }
 log "build ok ($(( $(date +%s) - start )) s)"
 ngpu=$(nvidia-smi -L | wc -l)
 bin=./$bdir/tests/ep/gpu/epyard_ep_gpu_test
