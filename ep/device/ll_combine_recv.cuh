@@ -48,7 +48,8 @@ __device__ inline void combineRecv(const LlCombineArgs& a, uint64_t seq, const i
       s_ok[threadIdx.x] = waitFlag(c, combineRowFlag(c, mine, parity, t, s_col[threadIdx.x]), seq,
                                    kWaitCombineData, s_col[threadIdx.x], seq);
     __syncthreads();
-    if (t == static_cast<int>(blockIdx.x)) traceMark(c, 1, 3);  // first token's rows are here
+    if (t == static_cast<int>(blockIdx.x)) traceMark(c, 1, 4);  // first token's rows are here
+    traceMarkAllBlocks(c, 1, 5);
     // Every thread takes kPiecesInFlight pieces a pass (hidden <= 8192 is one pass), loading
     // them from kColsInFlight ranks at once; sums stay in ascending rank order per piece.
     const int pieces = H / 8;
@@ -85,7 +86,7 @@ __device__ inline void combineRecv(const LlCombineArgs& a, uint64_t seq, const i
     }
     __syncthreads();  // s_col is refilled for the next token
   }
-  traceMark(c, 1, 4);
+  traceMarkAllBlocks(c, 1, 6);
 }
 
 }  // namespace epyard::ep

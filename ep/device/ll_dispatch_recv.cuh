@@ -215,7 +215,7 @@ __device__ inline void dispatchRecv(const LlDispatchArgs& a, uint64_t seq, const
     if (ready) copySlot(a, &s, team.local, parity, d, j, team.lane, &chunk);
     __syncthreads();  // ready[] and rows[] are rewritten for the next items
   }
-  traceMark(c, 0, 4);
+  traceMarkAllBlocks(c, 0, 4);
 
   // Rank-major rows past a source's count read as "no expert".
   if (c.rank_major && (a.out_topk_idx || a.out_topk_weights)) {

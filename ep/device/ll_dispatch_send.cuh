@@ -133,7 +133,7 @@ __device__ inline void dispatchSend(const LlDispatchArgs& a, KernelStart* st) {
         storeRelease(slotFlag(c, peerBuffer(c, d), parity, c.rank, s_route.slot[threadIdx.x]), seq);
     }
   }
-  traceMark(c, 0, 2);
+  traceMarkAllBlocks(c, 0, 2);
 }
 
 }  // namespace epyard::ep

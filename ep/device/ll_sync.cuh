@@ -173,12 +173,22 @@ __device__ inline bool lastBlockToArrive(uint32_t* counter) {
   return last;
 }
 
-// Phase timing (EPYARD_EP_TRACE builds): block 0 stamps marks 1..4 of op `kind` (mark 0: its
-// start); the block that arrives last stamps mark 5 on arrival and commits after its epilogue,
-// adding every mark's offset from mark 0 to the sums the host prints at group destruction.
+// Phase timing (EPYARD_EP_TRACE builds): marks of op `kind` are stamped by block 0 (traceMark;
+// mark 0 is its start) or by the slowest block (traceMarkAllBlocks); the block that arrives last
+// at the end stamps the last two marks and adds every mark's offset from mark 0 to the sums the
+// host prints at group destruction (names and order: printTrace in host/group.cc).
 __device__ __forceinline__ void traceMark(const LlCommon& c, int kind, int i) {
 #ifdef EPYARD_EP_TRACE
   if (blockIdx.x == 0 && threadIdx.x == 0) c.state->trace_last[kind][i] = nowNs();
+#endif
+}
+// Mark `i` of op `kind` when the slowest block reaches it (every block stamps; the latest wins:
+// the timer only grows, so the previous call's stamp never does).
+__device__ __forceinline__ void traceMarkAllBlocks(const LlCommon& c, int kind, int i) {
+#ifdef EPYARD_EP_TRACE
+  if (threadIdx.x == 0)
+    atomicMax(reinterpret_cast<unsigned long long*>(&c.state->trace_last[kind][i]),
+              static_cast<unsigned long long>(nowNs()));
 #endif
 }
 __device__ __forceinline__ void traceLastBlock(const LlCommon& c, int kind) {

@@ -13,7 +13,7 @@ constexpr int kLlMaxTopK = 16;
 constexpr int kLlMaxRanks = 512;  // every rank holds at least one of at most 512 experts
 constexpr int kLlScaleBlock = 128;
 constexpr int kLlBlockTeams = 4;  // 512-thread blocks as four 128-thread teams
-constexpr int kLlTraceMarks = 7;  // EPYARD_EP_TRACE: phase marks per op (see traceMark)
+constexpr int kLlTraceMarks = 10; // EPYARD_EP_TRACE: phase marks per op (see traceMark)
 
 // One dispatched token as it crosses NVLink: this header, then the payload (BF16 or FP8), then
 // (FP8) one float scale per 128 channels. `local[k]` is the destination-local expert named by

@@ -34,23 +34,27 @@ std::string versionText(int code) {
          std::to_string(code % 100);
 }
 
-// EPYARD_EP_TRACE builds: block 0's average phase times, printed when the group goes.
+// EPYARD_EP_TRACE builds: the average phase times (see traceMark), printed when the group goes.
 void printTrace(ncclEpGroup* g) {
 #ifdef EPYARD_EP_TRACE
   LlDeviceState st;
   if (g->state == nullptr || cudaMemcpy(&st, g->state, sizeof(st), cudaMemcpyDeviceToHost) != cudaSuccess)
     return;
   static const char* kNames[2][kLlTraceMarks] = {
-      {"start", "credits", "tokens sent", "counts in", "copies done", "last block in", "end"},
-      {"start", "credits", "rows sent", "first rows in", "sums done", "last block in", "end"}};
+      {"start", "credits", "tokens sent (slowest block)", "counts in", "copies done (slowest block)",
+       "", "", "", "last block in", "end"},
+      {"start", "credits", "rows stored (slowest block)", "rows released (slowest block)",
+       "first rows in", "rows in (slowest block)", "sums done (slowest block)", "", "last block in",
+       "end"}};
   for (int op = 0; op < 2; ++op) {
     if (st.trace_calls[op] == 0) continue;
     std::fprintf(stderr, "epyard EP trace rank %d %s (%llu calls, us after block 0 started):", g->rank,
                  op == 0 ? "dispatch" : "combine", static_cast<unsigned long long>(st.trace_calls[op]));
     for (int i = 1; i < kLlTraceMarks; ++i)
-      std::fprintf(stderr, " %s %.2f%s", kNames[op][i],
-                   static_cast<double>(st.trace_sum[op][i]) / st.trace_calls[op] / 1000.0,
-                   i + 1 < kLlTraceMarks ? "," : "\n");
+      if (kNames[op][i][0] != '\0')
+        std::fprintf(stderr, " %s %.2f%s", kNames[op][i],
+                     static_cast<double>(st.trace_sum[op][i]) / st.trace_calls[op] / 1000.0,
+                     i + 1 < kLlTraceMarks ? "," : "\n");
   }
 #else
   (void)g;
