@@ -149,9 +149,11 @@ __device__ inline void combineSend(const LlCombineArgs& a, KernelStart* st) {
     const bool plan = active && !c.rank_major;
     const int lane = team.lane;
     const int row = plan && lane < K ? c.h.recv_rows[slot * K + lane] : -1;
+    int at = 0;  // this lane's row among the slot's rows
     if (plan && lane < 32) {
       const unsigned used = __ballot_sync(0xffffffffu, row >= 0);
-      if (row >= 0) s.row[me][__popc(used & ((1u << lane) - 1))] = row;
+      at = __popc(used & ((1u << lane) - 1));
+      if (row >= 0) s.row[me][at] = row;
       if (lane == 0) s.rows[me] = __popc(used);
     }
     if (!c.rank_major) __syncthreads();
@@ -162,8 +164,7 @@ __device__ inline void combineSend(const LlCombineArgs& a, KernelStart* st) {
       const bool lost = row >= 0 && !waitTagged(c, combineWeights(c, myBuffer(c), parity, d) +
                                                       token * kLlMaxTopK + lane,
                                                   seq, kWaitCombineWeights, d, &bits);
-      const unsigned used = __ballot_sync(0xffffffffu, row >= 0);
-      if (row >= 0) s.weight[me][__popc(used & ((1u << lane) - 1))] = __uint_as_float(bits);
+      if (row >= 0) s.weight[me][at] = __uint_as_float(bits);
       const bool ok = __ballot_sync(0xffffffffu, lost) == 0;
       if (lane == 0) s.ok[me] = ok;
     }
