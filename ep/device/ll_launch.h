@@ -19,6 +19,10 @@ cudaError_t launchLlLayout(const LlLayoutArgs& args, cudaStream_t stream);
 cudaError_t launchLlDispatch(const LlDispatchArgs& args, int grid, cudaStream_t stream);
 cudaError_t launchLlCombine(const LlCombineArgs& args, int grid, cudaStream_t stream);
 
+// Group creation: out[p] = the LSA pointer of rank p's buffer in `window` (an ncclWindow_t),
+// for p < num_ranks (device memory).
+cudaError_t launchLsaPointers(void* window, int num_ranks, uint64_t* out, cudaStream_t stream);
+
 // Group control: barrier across unmasked ranks, optionally clearing flags and sequence numbers
 // first (group creation, ncclEpMaskClean).
 cudaError_t launchLlBarrier(const LlControlArgs& args, cudaStream_t stream);

@@ -9,8 +9,6 @@
 // the op's sequence number in one single-copy-atomic store (NCCL's LL protocol uses the idea).
 #pragma once
 
-#include <nccl_device.h>
-
 #include "device/ll_types.h"
 
 namespace epyard::ep {
@@ -48,9 +46,9 @@ __device__ __forceinline__ uint64_t nowNs() {
   return t;
 }
 
-// The symmetric buffer of `peer` (an LSA rank: in LL all ranks are one LSA team).
+// The symmetric buffer of `peer` (in LL all ranks are one LSA team), from the peer memory.
 __device__ __forceinline__ char* peerBuffer(const LlCommon& c, int peer) {
-  return static_cast<char*>(ncclGetLsaPointer(static_cast<ncclWindow_t>(c.window), 0, peer));
+  return c.peers.base + static_cast<uint64_t>(peer) * c.peers.stride;
 }
 __device__ __forceinline__ char* myBuffer(const LlCommon& c) { return peerBuffer(c, c.rank); }
 

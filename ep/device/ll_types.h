@@ -1,6 +1,6 @@
 // Plain structs shared by the host code and the LL kernels: where things live in the symmetric
 // buffer, in the group's device state and in a handle's memory, and the kernels' argument
-// structs. No CUDA or NCCL types here (the window is carried as void*), so host C++ and nvcc
+// structs. No CUDA or NCCL types here, so host C++ and nvcc
 // see the same layouts; the static_asserts pin what crosses the boundary.
 #pragma once
 
@@ -135,9 +135,20 @@ struct LlHandleDev {
   uint64_t* seqs;
 };
 
+// Peer memory: where every rank's symmetric buffer is mapped in this process. Rank p's buffer
+// starts at base + p * stride. Filled from NCCL's window at group creation (its LSA pointers are
+// evenly spaced by construction, and the group checks that they are), or by the one-GPU
+// virtual-rank harness (one allocation cut into equal slices). Kernel parameters, so the
+// kernels compute a peer's address without a memory load.
+struct LlPeers {
+  char* base;
+  uint64_t stride;
+};
+static_assert(sizeof(LlPeers) == 16, "peer memory layout");
+
 // Everything every LL kernel needs about the group and the handle.
 struct LlCommon {
-  void* window;  // ncclWindow_t of the symmetric buffer
+  LlPeers peers;
   LlBufferLayout buf;
   LlDeviceState* state;
   LlAsyncError* error;

@@ -55,6 +55,12 @@ EPYARD_API ncclResult_t ncclEpCreateGroup(ncclEpGroup_t* group, ncclComm_t comm,
   return guarded(nullptr, "ncclEpCreateGroup", [&] { return groupCreate(group, comm, config); });
 }
 
+EPYARD_API ncclResult_t epyardEpCreateVirtualGroup(ncclEpGroup_t* group, epyardEpVirtualWorld_t world,
+                                                   int rank, const ncclEpGroupConfig_t* config) {
+  return guarded(nullptr, "epyardEpCreateVirtualGroup",
+                 [&] { return virtualGroupCreate(group, world, rank, config); });
+}
+
 EPYARD_API ncclResult_t ncclEpGroupDestroy(ncclEpGroup_t group) {
   return guarded(nullptr, "ncclEpGroupDestroy", [&] { return groupDestroy(group); });
 }

@@ -60,6 +60,24 @@ std::string checkStruct(const void* ptr, unsigned expected_size, unsigned expect
   return "";
 }
 
+std::string ncclVersionText(int code) {
+  return str(code / 10000) + "." + str(code / 100 % 100) + "." + str(code % 100);
+}
+
+std::string checkNcclRuntime(int built, bool versioned, int loaded) {
+  const std::string both = "libnccl " + ncclVersionText(loaded) +
+                           " is loaded, but libepyard was built against NCCL " +
+                           ncclVersionText(built) + "'s headers";
+  const std::string fix =
+      ": rebuild epyard against the NCCL it runs with (CMake takes EPYARD_NCCL_HOME, else "
+      "torch's nvidia-nccl package, else NCCL_HOME)";
+  if (loaded < built) return both + ", and NCCL never runs device code built for a newer NCCL" + fix;
+  if (!versioned && loaded / 100 != built / 100)
+    return both + " (device structs before 2.29.2 are not versioned, so only " +
+           str(built / 10000) + "." + str(built / 100 % 100) + ".x runs them)" + fix;
+  return "";
+}
+
 std::string checkGroupConfig(const ncclEpGroupConfig_t* c, int num_ranks) {
   std::string bad = checkStruct(c, "config");
   if (!bad.empty()) return bad;

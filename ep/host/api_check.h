@@ -41,6 +41,14 @@ std::string checkStruct(const T* ptr, const char* name) {
 
 std::string checkGroupConfig(const ncclEpGroupConfig_t* config, int num_ranks);
 
+// Whether a library built against NCCL `built` (NCCL_VERSION_CODE of the headers) can run on
+// the libnccl `loaded` (ncclGetVersion). Device-API structs are versioned from 2.29.2 on
+// (`versioned`: the headers have NCCL_DEV_COMM_REQUIREMENTS_INITIALIZER), and NCCL accepts
+// device code built with any versioned release up to its own; 2.28 structs are understood only
+// by 2.28 libraries. Never a library older than the headers. "" or a message naming both.
+std::string checkNcclRuntime(int built, bool versioned, int loaded);
+std::string ncclVersionText(int code);
+
 // A tensor (no heap allocation on the success path: this runs on every dispatch): valid header, `ndim` dimensions, datatype among `types`, and each size equal to
 // `sizes[i]` unless that entry is -1 (any). `optional`: NULL is accepted.
 std::string checkTensor(const ncclEpTensor_t* t, const char* name, int ndim,

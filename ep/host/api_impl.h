@@ -2,11 +2,14 @@
 // exceptions and forwards). Each returns ncclResult_t and leaves a message on failure.
 #pragma once
 
+#include "host/virtual_ranks.h"
 #include "nccl_ep.h"
 
 namespace epyard::ep {
 
 ncclResult_t groupCreate(ncclEpGroup_t* out, ncclComm_t comm, const ncclEpGroupConfig_t* config);
+ncclResult_t virtualGroupCreate(ncclEpGroup_t* out, epyardEpVirtualWorld* world, int rank,
+                                const ncclEpGroupConfig_t* config);
 ncclResult_t groupDestroy(ncclEpGroup_t g);
 ncclResult_t checkHealthy(ncclEpGroup_t g);
 // Turns the group's fault word into a message (stored as the group's last error) and a code.

@@ -1,11 +1,15 @@
 // The host objects behind ncclEpGroup_t and ncclEpHandle_t. A group owns the symmetric buffer
-// (registered as an NCCL window), the device comm, the device state and the host-mapped error
-// word; a handle owns (or borrows) the routing memory of one batch and remembers what a
+// (registered as an NCCL window, or a virtual rank's slice of its world's buffer), the device
+// comm, the peer memory, the device state and the host-mapped error word; a handle owns (or borrows) the routing memory of one batch and remembers what a
 // send_only op needs for ncclEpComplete.
 #pragma once
 
 #include <nccl.h>
+// NCCL 2.30's device headers define static helpers that host code never calls.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function"
 #include <nccl_device.h>
+#pragma GCC diagnostic pop
 
 #include <mutex>
 #include <string>
@@ -29,8 +33,11 @@ LlHandleLayout llHandleLayout(int ranks, int experts, int max_tokens, int top_k,
 
 }  // namespace epyard::ep
 
+struct epyardEpVirtualWorld;
+
 struct ncclEpGroup {
-  ncclComm_t comm = nullptr;
+  ncclComm_t comm = nullptr;               // NCCL groups
+  epyardEpVirtualWorld* world = nullptr;   // virtual-rank groups (tests; virtual_ranks.h)
   int rank = 0;
   int num_ranks = 0;
   int device = 0;
@@ -44,6 +51,8 @@ struct ncclEpGroup {
   void* buffer = nullptr;
   bool buffer_from_nccl = false;  // ncclMemAlloc, else the caller's allocator
   ncclWindow_t window = nullptr;
+  bool shares_world_buffer = false;  // virtual ranks: `buffer` is this rank's slice
+  epyard::ep::LlPeers peers{};
   epyard::ep::LlBufferLayout layout{};
   epyard::ep::LlDeviceState* state = nullptr;
   epyard::ep::LlAsyncError* error_host = nullptr;  // host-mapped

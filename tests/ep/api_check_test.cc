@@ -33,6 +33,26 @@ TEST(ApiCheck, StructHeader) {
   EXPECT_TRUE(mentions(checkStruct(&d, "config"), "another nccl_ep.h"));
 }
 
+// Which libnccl a build runs on: never an older one; 2.28 builds only on 2.28.x; versioned
+// (2.29.2+) builds on any release from their own on. Messages name both versions.
+TEST(ApiCheck, NcclRuntimeVersion) {
+  EXPECT_EQ(checkNcclRuntime(22809, false, 22809), "");
+  EXPECT_EQ(checkNcclRuntime(22809, false, 22812), "");
+  EXPECT_EQ(checkNcclRuntime(23007, true, 23007), "");
+  EXPECT_EQ(checkNcclRuntime(23007, true, 23203), "");
+  const std::string newer = checkNcclRuntime(22809, false, 23007);
+  EXPECT_TRUE(mentions(newer, "libnccl 2.30.7 is loaded")) << newer;
+  EXPECT_TRUE(mentions(newer, "built against NCCL 2.28.9")) << newer;
+  EXPECT_TRUE(mentions(newer, "only 2.28.x")) << newer;
+  const std::string older = checkNcclRuntime(23007, true, 22809);
+  EXPECT_TRUE(mentions(older, "libnccl 2.28.9 is loaded")) << older;
+  EXPECT_TRUE(mentions(older, "NCCL 2.30.7")) << older;
+  EXPECT_TRUE(mentions(older, "newer NCCL")) << older;
+  EXPECT_NE(checkNcclRuntime(22809, false, 22807), "");
+  EXPECT_NE(checkNcclRuntime(23007, true, 23005), "");
+  EXPECT_EQ(ncclVersionText(23203), "2.32.3");
+}
+
 TEST(ApiCheck, GroupConfigAcceptsGoodOnes) {
   ncclEpGroupConfig_t c = goodLl();
   EXPECT_EQ(checkGroupConfig(&c, 8), "");

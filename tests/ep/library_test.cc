@@ -3,6 +3,7 @@
 // asserts or exits), and the version and last-error plumbing work.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -83,6 +84,25 @@ TEST(EpLibrary, TensorArguments) {
   EXPECT_EQ(ncclEpTensorDestroy(&mine), ncclInvalidArgument) << "not made by ncclEpTensorAlloc";
   EXPECT_TRUE(says("not made by ncclEpTensorAlloc"));
   EXPECT_EQ(t, nullptr);
+}
+
+// ctest runs this once more with another NCCL release first on LD_LIBRARY_PATH
+// (EPYARD_TEST_OTHER_NCCL = its version): group creation refuses it, naming both versions,
+// before it asks the communicator anything (the comm here is not a real one).
+TEST(EpLibrary, RefusesAnNcclItWasNotBuiltFor) {
+  const char* other = std::getenv("EPYARD_TEST_OTHER_NCCL");
+  if (other == nullptr) GTEST_SKIP() << "EPYARD_TEST_OTHER_NCCL not set (the ctest entry sets it)";
+  int loaded = 0;
+  ASSERT_EQ(ncclGetVersion(&loaded), ncclSuccess);
+  const std::string want = std::to_string(loaded / 10000) + "." + std::to_string(loaded / 100 % 100) +
+                           "." + std::to_string(loaded % 100);
+  ASSERT_EQ(want, other) << "LD_LIBRARY_PATH did not bring the other NCCL first";
+  ncclEpGroupConfig_t cfg = NCCL_EP_GROUP_CONFIG_INIT;
+  ncclEpGroup_t g = nullptr;
+  EXPECT_EQ(ncclEpCreateGroup(&g, reinterpret_cast<ncclComm_t>(0x1), &cfg), ncclInvalidUsage);
+  EXPECT_TRUE(says(("libnccl " + want + " is loaded").c_str())) << ncclEpGetLastError(nullptr);
+  EXPECT_TRUE(says("built against NCCL")) << ncclEpGetLastError(nullptr);
+  EXPECT_EQ(g, nullptr);
 }
 
 TEST(EpLibrary, LastErrorIsPerThread) {
