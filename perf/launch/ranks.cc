@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -47,7 +49,8 @@ int visibleGpus() {
   return WEXITSTATUS(status);
 }
 
-int runRanks(int num_ranks, int timeout_s, const std::function<int(const RankEnv&)>& body) {
+int runRanks(int num_ranks, int timeout_s, const std::function<int(const RankEnv&)>& body,
+             Sharing how) {
   const int gpus = visibleGpus();
   if (gpus < 1) {
     std::fprintf(stderr, "[launch] no GPU visible\n");
@@ -55,6 +58,7 @@ int runRanks(int num_ranks, int timeout_s, const std::function<int(const RankEnv
   }
   RankEnv env;
   env.num_ranks = num_ranks;
+  std::printf("[launch] %s\n", describePlacement(num_ranks, gpus, how).c_str());
   // Rank 0 takes the unique id (its process then serves NCCL's bootstrap) and leaves it here.
   struct Shared {
     volatile int ready;  // 1: id valid, -1: rank 0 failed to get one
@@ -77,7 +81,10 @@ int runRanks(int num_ranks, int timeout_s, const std::function<int(const RankEnv
       prctl(PR_SET_PDEATHSIG, SIGKILL);  // the launcher died: so do its ranks
       if (getppid() != parent) _exit(3);
       env.rank = i;
-      env.device = i % gpus;
+      const Placement place = placeRank(i, num_ranks, gpus);
+      applyPlacement(place, i, how);  // before this process initialises NCCL
+      env.device = place.device;
+      env.shares_gpu = place.shares_gpu;
       if (i == 0) {
         ncclResult_t r = ncclGetUniqueId(&shared->id);
         if (r != ncclSuccess) std::fprintf(stderr, "[launch] ncclGetUniqueId: %s\n", ncclGetErrorString(r));
@@ -132,6 +139,50 @@ int runRanks(int num_ranks, int timeout_s, const std::function<int(const RankEnv
   }
   munmap(shared, sizeof(Shared));
   return result;
+}
+
+int runThreads(int num_ranks, int timeout_s, void* world,
+               const std::function<int(const RankEnv&)>& body) {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<int> codes(num_ranks, -1);  // -1: still running
+  int running = num_ranks, first_failure = 0;
+  std::vector<std::thread> threads;
+  for (int i = 0; i < num_ranks; ++i) {
+    threads.emplace_back([&, i] {
+      RankEnv env;
+      env.rank = i;
+      env.num_ranks = num_ranks;
+      env.device = 0;
+      env.shares_gpu = num_ranks > 1;
+      env.world = world;
+      int code = 1;
+      if (cudaSetDevice(0) == cudaSuccess) code = body(env);
+      std::lock_guard<std::mutex> lock(mu);
+      codes[i] = code;
+      if (code != 0 && first_failure == 0) {
+        std::fprintf(stderr, "[launch] virtual rank %d failed (code %d)\n", i, code);
+        first_failure = code;
+      }
+      --running;
+      cv.notify_all();
+    });
+  }
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    if (!cv.wait_for(lock, std::chrono::seconds(timeout_s), [&] { return running == 0; })) {
+      std::string left;
+      for (int i = 0; i < num_ranks; ++i)
+        if (codes[i] < 0) left += " " + std::to_string(i);
+      std::fprintf(stderr, "[launch] deadline of %d s passed with virtual rank(s)%s running; exiting\n",
+                   timeout_s, left.c_str());
+      std::fflush(stdout);
+      std::fflush(stderr);
+      _exit(124);
+    }
+  }
+  for (std::thread& t : threads) t.join();
+  return first_failure;
 }
 
 }  // namespace epyard::launch

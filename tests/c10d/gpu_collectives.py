@@ -14,10 +14,11 @@ import torch
 import torch.distributed as dist
 
 import epyard  # noqa: F401  (registers "epyard")
+import placement
 
 RANK = int(os.environ["RANK"])
 WORLD = int(os.environ["WORLD_SIZE"])
-DEV = torch.device("cuda", int(os.environ.get("LOCAL_RANK", RANK)))
+DEV, SHARES_GPU = placement.place()
 DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.int32, torch.int64, torch.int8, torch.uint8]
 
 

@@ -14,9 +14,10 @@ import torch
 import torch.distributed as dist
 
 import epyard  # noqa: F401
+import placement
 
 RANK, WORLD = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", RANK)))
+torch.cuda.set_device(placement.place()[0])
 dist.init_process_group("cpu:gloo,cuda:epyard", timeout=datetime.timedelta(seconds=10))
 t = torch.ones(1 << 20, device="cuda")
 dist.all_reduce(t)  # the communicator exists on every rank

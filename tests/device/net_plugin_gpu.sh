@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the plugin, the perf binary and the NCCL check on the device machine, then measures
-# NCCL all_reduce / all-to-all across all GPUs with NCCL's Socket transport (default and
-# tuned) and with epyard, P2P and SHM off so every byte crosses the network plugin.
+# NCCL all_reduce / all-to-all across all GPUs (on one GPU: 4 and 2 ranks sharing it as separate
+# hosts, NET_RANKS to choose) with NCCL's Socket transport (default and tuned) and with epyard,
+# P2P and SHM off so every byte crosses the network plugin.
 # Usage (inside a `device` run, repo root): bash tests/device/net_plugin_gpu.sh [variants...]
 #   variants: socket, socket-tuned, ep[-r<rails>-t<threads>-s<KiB>k], verbs (the emulated verbs
 #   device), perf[<threads>]; default "socket socket-tuned ep perf"
@@ -21,18 +22,26 @@ export LD_LIBRARY_PATH=$PWD/build-dev/plugin:$LD_LIBRARY_PATH
 ngpu=$(nvidia-smi -L | wc -l)
 BYTES=${BYTES:-1G} ITERS=${ITERS:-10}
 
+# Rank counts: one rank per GPU; on one GPU, 4 and then 2 ranks sharing it, each its own host
+# (the check sets NCCL_HOSTID per rank), so every byte still crosses the network transport.
+NET_RANKS=${NET_RANKS:-$([ "$ngpu" -gt 1 ] && echo "$ngpu" || echo "4 2")}
+
 run_nccl() {  # label, then env assignments
   local label=$1; shift
-  log "nccl $label: $*"
-  env "$@" NCCL_P2P_DISABLE=1 NCCL_SHM_DISABLE=1 NCCL_NVLS_ENABLE=0 NCCL_DEBUG=INFO \
-    NCCL_DEBUG_SUBSYS=INIT,NET timeout 200 ./build-dev/tests/nccl/epyard_nccl_check \
-    --nranks "$ngpu" --force-net --bytes "$BYTES" --a2a-bytes 256M --iters "$ITERS" \
-    --label "$label" >"$OUT/nccl_$label.log" 2>&1
-  local rc=$?
-  grep -a -m1 -oE "Using network [A-Za-z_]+" "$OUT/nccl_$label.log" | tee -a "$OUT/summary.txt"
-  grep -a -m1 -oE "epyard: [0-9]+ rails per connection.*" "$OUT/nccl_$label.log" | tee -a "$OUT/summary.txt"
-  grep -a -E "^RESULT|^ *(allreduce|alltoall)" "$OUT/nccl_$label.log" | tee -a "$OUT/summary.txt"
-  [ $rc -eq 0 ] || { log "$label exited $rc"; grep -a -E "WARN|FAIL|error|signal" "$OUT/nccl_$label.log" | head -8 | tee -a "$OUT/summary.txt"; }
+  for n in $NET_RANKS; do
+    local name=${label}_r$n
+    log "nccl $label, $n ranks on $ngpu GPU(s): $*"
+    env "$@" NCCL_P2P_DISABLE=1 NCCL_SHM_DISABLE=1 NCCL_NVLS_ENABLE=0 NCCL_DEBUG=INFO \
+      NCCL_DEBUG_SUBSYS=INIT,NET timeout 200 ./build-dev/tests/nccl/epyard_nccl_check \
+      --nranks "$n" --force-net --bytes "$BYTES" --a2a-bytes 256M --iters "$ITERS" \
+      --label "$name" >"$OUT/nccl_$name.log" 2>&1
+    local rc=$?
+    grep -a -m1 -E "\[launcher\] [0-9]+ ranks on" "$OUT/nccl_$name.log" | tee -a "$OUT/summary.txt"
+    grep -a -m1 -oE "Using network [A-Za-z_]+" "$OUT/nccl_$name.log" | tee -a "$OUT/summary.txt"
+    grep -a -m1 -oE "epyard: [0-9]+ rails per connection.*" "$OUT/nccl_$name.log" | tee -a "$OUT/summary.txt"
+    grep -a -E "^RESULT|^ *(allreduce|alltoall)" "$OUT/nccl_$name.log" | tee -a "$OUT/summary.txt"
+    [ $rc -eq 0 ] || { log "$name exited $rc"; grep -a -E "WARN|FAIL|error|signal" "$OUT/nccl_$name.log" | head -8 | tee -a "$OUT/summary.txt"; }
+  done
 }
 
 variants=${*:-"socket socket-tuned ep perf"}

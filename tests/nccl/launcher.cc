@@ -4,6 +4,8 @@
 
 #include "nccl_check.h"
 
+#include "launch/placement.h"
+
 #include <errno.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -160,10 +162,8 @@ int LauncherMain(const Options& o, const char* argv0) {
       return kExitApi;
     }
     if (nranks == 0) nranks = ndev;
-    if (nranks > ndev) {
-      LauncherMsg("error: --nranks %d needs %d GPUs, only %d are visible", nranks, nranks, ndev);
-      return kExitApi;
-    }
+    LauncherMsg("%s", epyard::launch::describePlacement(nranks, ndev,
+                                                        epyard::launch::Sharing::kSeparateHosts).c_str());
   }
   if (o.a2a_bytes < static_cast<uint64_t>(nranks)) {
     LauncherMsg("error: --a2a-bytes must be at least --nranks (%d)", nranks);

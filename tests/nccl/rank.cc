@@ -4,6 +4,8 @@
 
 #include "nccl_check.h"
 
+#include "launch/placement.h"
+
 #include <unistd.h>
 
 #include <cinttypes>
@@ -198,16 +200,15 @@ int ChildMain(const Options& o) {
 
   int ndev = 0;
   CUDA_OK(cudaGetDeviceCount(&ndev));
-  if (r.rank >= ndev) {
-    RankFailf("rank %d needs GPU %d but only %d are visible", r.rank, r.rank, ndev);
-    return kExitApi;
-  }
-  CUDA_OK(cudaSetDevice(r.rank));
+  // More ranks than GPUs: each rank is its own host to NCCL (NCCL_HOSTID), set before NCCL runs.
+  const epyard::launch::Placement place = epyard::launch::placeRank(r.rank, r.nranks, ndev);
+  epyard::launch::applyPlacement(place, r.rank, epyard::launch::Sharing::kSeparateHosts);
+  CUDA_OK(cudaSetDevice(place.device));
   cudaDeviceProp prop;
-  CUDA_OK(cudaGetDeviceProperties(&prop, r.rank));
-  std::printf("[rank %d] pid %d GPU %d %s (PCI %04x:%02x:%02x)\n", r.rank,
-              static_cast<int>(getpid()), r.rank, prop.name, prop.pciDomainID, prop.pciBusID,
-              prop.pciDeviceID);
+  CUDA_OK(cudaGetDeviceProperties(&prop, place.device));
+  std::printf("[rank %d] pid %d GPU %d %s (PCI %04x:%02x:%02x)%s\n", r.rank,
+              static_cast<int>(getpid()), place.device, prop.name, prop.pciDomainID, prop.pciBusID,
+              prop.pciDeviceID, place.shares_gpu ? " shared, NCCL_HOSTID set" : "");
   if (r.rank == 0) PrintVersions(ndev);
   CUDA_OK(cudaStreamCreateWithFlags(&r.stream, cudaStreamNonBlocking));
 
@@ -217,7 +218,7 @@ int ChildMain(const Options& o) {
   NCCL_OK(ncclCommCount(r.comm, &count));
   NCCL_OK(ncclCommUserRank(r.comm, &user_rank));
   NCCL_OK(ncclCommCuDevice(r.comm, &device));
-  if (count != r.nranks || user_rank != r.rank || device != r.rank) {
+  if (count != r.nranks || user_rank != r.rank || device != place.device) {
     RankFailf("communicator says %d ranks, rank %d, device %d", count, user_rank, device);
     Die(kExitApi);
   }

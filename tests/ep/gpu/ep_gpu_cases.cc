@@ -1,5 +1,6 @@
 // Correctness cases: layouts, BF16 and FP8, shapes, staged mode, several handles, graph replay,
 // repeated runs. Robustness cases live in ep_gpu_robust.cc.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 
@@ -7,15 +8,53 @@
 
 namespace epyard::ep::test {
 
+namespace {
+thread_local Ctx* t_ctx = nullptr;
+}
+
+Ctx* currentCtx() { return t_ctx; }
+
+void HostBarrier::wait(int rank, const char* what) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (present_.empty()) present_.assign(n_, 0);
+  present_[rank] = 1;
+  const uint64_t gen = generation_;
+  if (++arrived_ == n_) {
+    arrived_ = 0;
+    present_.assign(n_, 0);
+    ++generation_;
+    cv_.notify_all();
+    return;
+  }
+  if (!cv_.wait_for(lock, std::chrono::seconds(120), [&] { return generation_ != gen; })) {
+    std::string missing;
+    for (int r = 0; r < n_; ++r)
+      if (!present_[r]) missing += " " + std::to_string(r);
+    die("virtual-rank barrier \"%s\": rank(s)%s did not arrive within 120 s", what, missing.c_str());
+  }
+}
+
+ncclResult_t createGroup(Ctx& c, const ncclEpGroupConfig_t* cfg, ncclEpGroup_t* out) {
+  if (c.world != nullptr) return epyardEpCreateVirtualGroup(out, c.world, c.rank(), cfg);
+  return ncclEpCreateGroup(out, c.comm, cfg);
+}
+
 ncclEpGroup_t makeGroup(Ctx& c, const ref::LlShape& s,
                         const std::function<void(ncclEpGroupConfig_t*)>& tweak) {
   ncclEpGroupConfig_t cfg = NCCL_EP_GROUP_CONFIG_INIT;
   cfg.num_experts = static_cast<unsigned>(s.num_experts);
   cfg.max_dispatch_tokens_per_rank = static_cast<unsigned>(s.max_tokens);
   cfg.max_token_bytes = static_cast<unsigned>(2 * s.hidden);
+  // Ranks sharing one GPU as processes (shared-gpu mode) must all be resident: an even share
+  // of the SMs each (virtual-rank groups are capped by the library itself).
+  if (c.world == nullptr && c.env.shares_gpu) {
+    int sms = 0;
+    CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, c.env.device));
+    cfg.max_num_sms = static_cast<unsigned>(std::max(1, sms / c.ranks()));
+  }
   if (tweak) tweak(&cfg);
   ncclEpGroup_t g = nullptr;
-  EP_OK(ncclEpCreateGroup(&g, c.comm, &cfg), nullptr);
+  EP_OK(createGroup(c, &cfg, &g), nullptr);
   return g;
 }
 
@@ -55,6 +94,7 @@ Round::Round(const ref::LlShape& shape, const ref::LlOptions& options, int token
 }
 
 void Round::prepare(int rank, uint64_t seed, const RoutingSpec& spec) {
+  if (currentCtx() != nullptr) currentCtx()->sync("round start");
   routing = makeRouting(s, seed, spec);
   const ref::RankRouting& mine = routing[rank];
   if (mine.num_tokens != T) die("case bug: rank %d has %d tokens, buffers hold %d", rank, mine.num_tokens, T);
@@ -74,10 +114,12 @@ void Round::prepare(int rank, uint64_t seed, const RoutingSpec& spec) {
 }
 
 void Round::update(ncclEpHandle_t h, cudaStream_t st) {
+  stream = st;
   EP_OK(ncclEpUpdateHandle(h, topk->get(), &info, st), nullptr);
 }
 
 void Round::dispatch(ncclEpHandle_t h, cudaStream_t st, bool send_only, bool complete) {
+  stream = st;
   ncclEpDispatchConfig_t cfg = NCCL_EP_DISPATCH_CONFIG_INIT;
   cfg.send_only = send_only;
   cfg.round_scales = o.round_scales;
@@ -86,6 +128,7 @@ void Round::dispatch(ncclEpHandle_t h, cudaStream_t st, bool send_only, bool com
 }
 
 void Round::combine(ncclEpHandle_t h, cudaStream_t st, bool send_only, bool complete) {
+  stream = st;
   ncclEpCombineConfig_t cfg = NCCL_EP_COMBINE_CONFIG_INIT;
   cfg.send_only = send_only;
   EP_OK(ncclEpCombine(h, &cin, &cout, &cfg, st), nullptr);
@@ -93,7 +136,8 @@ void Round::combine(ncclEpHandle_t h, cudaStream_t st, bool send_only, bool comp
 }
 
 void Round::check(int rank, const char* what) {
-  CUDA_CHECK(cudaDeviceSynchronize());
+  // This rank's stream only: with virtual ranks the device also runs the others' next ops.
+  CUDA_CHECK(cudaStreamSynchronize(stream));
   if (group != nullptr) {
     int async = 0;
     EP_OK(ncclEpGetAsyncError(group, &async), group);
@@ -349,12 +393,19 @@ const std::vector<TestCase>& allCases() {
   return cases;
 }
 
-int runCases(const epyard::launch::RankEnv& env, const std::set<std::string>& only) {
+int runCases(const epyard::launch::RankEnv& env, const std::set<std::string>& only,
+             HostBarrier* barrier) {
   g_rank = env.rank;
   Ctx c;
   c.env = env;
-  ncclResult_t r = ncclCommInitRank(&c.comm, env.num_ranks, env.id, env.rank);
-  if (r != ncclSuccess) die("ncclCommInitRank: %s", ncclGetErrorString(r));
+  t_ctx = &c;
+  if (env.world != nullptr) {
+    c.world = static_cast<epyardEpVirtualWorld_t>(env.world);
+    c.barrier = barrier;
+  } else {
+    ncclResult_t r = ncclCommInitRank(&c.comm, env.num_ranks, env.id, env.rank);
+    if (r != ncclSuccess) die("ncclCommInitRank: %s", ncclGetErrorString(r));
+  }
   CUDA_CHECK(cudaStreamCreateWithFlags(&c.stream, cudaStreamNonBlocking));
   for (const TestCase& t : allCases()) {
     if (!only.empty() && !only.count(t.name)) continue;
@@ -365,7 +416,8 @@ int runCases(const epyard::launch::RankEnv& env, const std::set<std::string>& on
     std::fflush(stdout);
   }
   CUDA_CHECK(cudaStreamDestroy(c.stream));
-  ncclCommDestroy(c.comm);
+  if (c.comm != nullptr) ncclCommDestroy(c.comm);
+  t_ctx = nullptr;
   return 0;
 }
 

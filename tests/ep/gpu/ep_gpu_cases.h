@@ -2,24 +2,57 @@
 // "round" (routing -> update -> dispatch -> combine -> compare with the reference).
 #pragma once
 
+#include <condition_variable>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "ep_test_util.h"
+#include "host/virtual_ranks.h"
 #include "launch/ranks.h"
 
 namespace epyard::ep::test {
 
+// A bounded barrier between the threads of virtual ranks; dies naming the ranks that did not come.
+class HostBarrier {
+ public:
+  explicit HostBarrier(int n) : n_(n) {}
+  void wait(int rank, const char* what);
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int n_, arrived_ = 0;
+  uint64_t generation_ = 0;
+  std::vector<int> present_;
+};
+
+// One rank of a test run: an NCCL rank (its own process) or a virtual rank (a thread; `world`
+// set, no comm).
 struct Ctx {
   epyard::launch::RankEnv env;
   ncclComm_t comm = nullptr;
+  epyardEpVirtualWorld_t world = nullptr;
+  HostBarrier* barrier = nullptr;  // virtual ranks
   cudaStream_t stream = nullptr;
   int rank() const { return env.rank; }
   int ranks() const { return env.num_ranks; }
+  // Virtual ranks share one device, and calls that wait for the whole device (cudaFree,
+  // handle destruction) would wait for peers' kernels spinning on ops this rank has not launched
+  // yet: every rank finishes such calls before any launches the next round. No-op with processes.
+  void sync(const char* what) const {
+    if (barrier != nullptr) barrier->wait(rank(), what);
+  }
 };
+
+// The rank the calling thread runs (set by runCases; Round::prepare syncs through it).
+Ctx* currentCtx();
+
+// ncclEpCreateGroup or, for virtual ranks, epyardEpCreateVirtualGroup.
+ncclResult_t createGroup(Ctx& c, const ncclEpGroupConfig_t* cfg, ncclEpGroup_t* out);
 
 struct TestCase {
   const char* name;
@@ -27,7 +60,9 @@ struct TestCase {
 };
 
 const std::vector<TestCase>& allCases();
-int runCases(const epyard::launch::RankEnv& env, const std::set<std::string>& only);
+// `barrier`: shared by the threads of virtual ranks (env.world set), else null.
+int runCases(const epyard::launch::RankEnv& env, const std::set<std::string>& only,
+             HostBarrier* barrier = nullptr);
 
 // A group for `s` (hidden up to s.hidden). `tweak` may change the config before creation.
 ncclEpGroup_t makeGroup(Ctx& c, const ref::LlShape& s,
@@ -50,6 +85,7 @@ struct Round {
   std::vector<ref::LlDispatchResult> expected;
   std::vector<uint16_t> expected_combine;  // this rank's [T, H]
   ncclEpGroup_t group = nullptr;           // set by makeHandle: check() reads its async error
+  cudaStream_t stream = nullptr;           // the stream of the last launch (check() syncs it)
 
   Round(const ref::LlShape& shape, const ref::LlOptions& options, int tokens);
   // New routing: uploads this rank's inputs and computes the reference (dispatch and the

@@ -13,7 +13,7 @@
 
 namespace epyard::ep::test {
 
-int g_rank = -1;
+thread_local int g_rank = -1;
 
 void die(const char* fmt, ...) {
   char msg[4096];
@@ -31,8 +31,11 @@ DevTensor::DevTensor(ncclDataType_t type, std::vector<size_t> dims) : sizes(std:
                    : (type == ncclInt64) ? 8 : 4;
   bytes = element;
   for (size_t d : sizes) bytes *= d;
+  // cudaMalloc/cudaMemset/cudaFree on the legacy stream: these tests' streams are non-blocking,
+  // so the synchronous memset never waits for (or races with) another virtual rank's kernels.
   if (bytes > 0) CUDA_CHECK(cudaMalloc(&data, bytes));
   if (bytes > 0) CUDA_CHECK(cudaMemset(data, 0, bytes));
+  if (bytes > 0) CUDA_CHECK(cudaStreamSynchronize(nullptr));
   t.ndim = static_cast<int>(sizes.size());
   t.datatype = type;
   t.data = data;

@@ -15,7 +15,7 @@
 
 namespace epyard::ep::test {
 
-extern int g_rank;
+extern thread_local int g_rank;  // this thread's rank (virtual ranks are threads)
 
 [[noreturn]] void die(const char* fmt, ...);
 #define CUDA_CHECK(call)                                                                   \
