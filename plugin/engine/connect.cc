@@ -3,7 +3,6 @@
 // accepting side opens its rails and answers with an AcceptMsg from its rail 0. Neither side
 // blocks: connect/accept return no comm until their machine reaches its last state.
 #include <cstring>
-#include <random>
 
 #include "engine/comm.h"
 #include "engine/log.h"
@@ -11,13 +10,6 @@
 
 namespace epyard::net {
 namespace {
-
-uint64_t randomId() {
-  static thread_local std::mt19937_64 rng(std::random_device{}() ^ static_cast<uint64_t>(nowNs()));
-  uint64_t v = 0;
-  while (v == 0) v = rng();
-  return v;
-}
 
 bool fillRailAddr(Endpoint* ep, RailAddr* out, std::string* error) {
   std::vector<uint8_t> addr;
@@ -146,6 +138,11 @@ ncclResult_t RecvComm::startAccept(const ConnectMsg& msg, int rails) {
   answer->block.addr = reinterpret_cast<uint64_t>(block_);
   for (int r = 0; r < rails; ++r) {
     Rail& rail = rails_[r];
+    if (const char* bad = checkRailAddr(msg.rail_addrs[r])) {
+      EPY_WARN("epyard: accept: the connect message has %s (rail %d, %u bytes)", bad, r,
+               msg.rail_addrs[r].len);
+      return ncclRemoteError;
+    }
     if (!rail.ep->addPeer(msg.rail_addrs[r].bytes, msg.rail_addrs[r].len, &rail.peer)) {
       EPY_WARN("epyard: accept: rail %d: %s", r, rail.ep->lastError().c_str());
       return ncclSystemError;
@@ -267,6 +264,11 @@ ncclResult_t SendComm::connectStep(bool* done) {
     }
     rails_.resize(answer->rails);
     for (size_t r = 0; r < rails_.size(); ++r) {
+      if (const char* bad = checkRailAddr(answer->rail_addrs[r])) {
+        EPY_WARN("epyard: connect to %s: the answer has %s (rail %zu, %u bytes)",
+                 listener_name_.c_str(), bad, r, answer->rail_addrs[r].len);
+        return ncclRemoteError;
+      }
       if (!rails_[r].ep->addPeer(answer->rail_addrs[r].bytes, answer->rail_addrs[r].len,
                                  &rails_[r].peer)) {
         EPY_WARN("epyard: connect: rail %zu: %s", r, rails_[r].ep->lastError().c_str());

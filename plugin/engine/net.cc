@@ -16,14 +16,23 @@
 namespace epyard::net {
 namespace {
 
+// A connect in progress. The token NCCL carries back in the handle is random, and it finds the
+// connect only with the handle it was started from (same listener id and checksum), so a copied
+// or forged handle cannot take over another connection. `busy` while one call steps it.
+struct PendingConnect {
+  SendComm* comm = nullptr;
+  uint64_t listen_id = 0;
+  uint32_t checksum = 0;
+  bool busy = false;
+};
+
 struct Engine {
   std::mutex mutex;
   bool initialized = false;
   std::unique_ptr<Transport> transport;
   std::deque<Device> devices;  // deque: makeVDevice appends without moving the others
   std::mutex pending_mutex;
-  std::map<uint64_t, SendComm*> pending;  // connects in progress, by handle token
-  uint64_t next_token = 0;
+  std::map<uint64_t, PendingConnect> pending;  // connects in progress, by handle token
 };
 
 Engine& engine() {
@@ -181,18 +190,23 @@ ncclResult_t netConnect(int dev, void* handle_ptr, void** send_comm) {
   if (handle_ptr == nullptr || send_comm == nullptr) return ncclInvalidArgument;
   *send_comm = nullptr;
   auto* handle = static_cast<ConnectHandle*>(handle_ptr);
+  if (const char* bad = checkHandle(*handle)) {
+    EPY_WARN("epyard: connect: %s", bad);
+    return ncclInvalidArgument;
+  }
   Engine& e = engine();
   SendComm* comm = nullptr;
   {
     std::lock_guard<std::mutex> lock(e.pending_mutex);
-    auto it = e.pending.find(handle->pending_token);
-    if (handle->pending_token != 0 && it != e.pending.end()) comm = it->second;
-  }
-  if (comm == nullptr) {
-    if (const char* bad = checkHandle(*handle)) {
-      EPY_WARN("epyard: connect: %s", bad);
-      return ncclInvalidArgument;
+    auto it = handle->pending_token == 0 ? e.pending.end() : e.pending.find(handle->pending_token);
+    if (it != e.pending.end() && it->second.listen_id == handle->listen_id &&
+        it->second.checksum == handle->checksum) {
+      if (it->second.busy) return ncclSuccess;  // another thread is stepping it: call again
+      it->second.busy = true;
+      comm = it->second.comm;
     }
+  }
+  if (comm == nullptr) {  // no connect of this handle in progress (a stale token is ignored)
     Device* d = deviceAt(dev);
     if (d == nullptr) {
       EPY_WARN("epyard: connect: no device %d", dev);
@@ -204,15 +218,21 @@ ncclResult_t netConnect(int dev, void* handle_ptr, void** send_comm) {
     if (fresh->startConnect(*handle, rails) != ncclSuccess) return ncclSystemError;
     comm = fresh.release();
     std::lock_guard<std::mutex> lock(e.pending_mutex);
-    handle->pending_token = ++e.next_token;
-    e.pending[handle->pending_token] = comm;
+    uint64_t token = randomId();
+    while (e.pending.count(token) != 0) token = randomId();
+    handle->pending_token = token;
+    e.pending[token] = PendingConnect{comm, handle->listen_id, handle->checksum, true};
   }
   bool done = false;
   ncclResult_t res = comm->connectStep(&done);
-  if (res != ncclSuccess || done) {
+  {
     std::lock_guard<std::mutex> lock(e.pending_mutex);
-    e.pending.erase(handle->pending_token);
-    handle->pending_token = 0;
+    if (res != ncclSuccess || done) {
+      e.pending.erase(handle->pending_token);
+      handle->pending_token = 0;
+    } else {
+      e.pending[handle->pending_token].busy = false;
+    }
   }
   if (res != ncclSuccess) {
     delete comm;

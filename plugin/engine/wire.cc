@@ -1,8 +1,27 @@
 #include "engine/wire.h"
 
+#include <sys/random.h>
+
 #include <cstring>
+#include <random>
 
 namespace epyard::net {
+
+uint64_t randomId() {
+  uint64_t v = 0;
+  while (v == 0) {
+    if (getrandom(&v, sizeof(v), 0) != static_cast<ssize_t>(sizeof(v))) {
+      static thread_local std::random_device device;  // getrandom missing: the C++ source
+      v = (static_cast<uint64_t>(device()) << 32) ^ device();
+    }
+  }
+  return v;
+}
+
+const char* checkRailAddr(const RailAddr& a) {
+  if (a.len == 0 || a.len > kMaxAddrBytes) return "a rail address length out of range";
+  return nullptr;
+}
 
 uint32_t checksum32(const void* data, size_t len) {
   // FNV-1a: enough to tell a handle from random or truncated bytes.

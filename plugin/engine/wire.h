@@ -74,6 +74,12 @@ struct RailAddr {
   uint32_t len;
   uint8_t bytes[kMaxAddrBytes];
 };
+// nullptr when `len` fits `bytes` (the transport then checks it against its own format).
+const char* checkRailAddr(const RailAddr& a);
+
+// A non-zero 64-bit id from the kernel's random source (listener ids, connection ids, connect
+// tokens: a peer cannot guess one it has not been given).
+uint64_t randomId();
 
 // Sender -> listener, by a two-sided send to the listen endpoint.
 constexpr uint32_t kConnectMagic = 0x45504331;  // "EPC1"

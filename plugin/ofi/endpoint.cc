@@ -36,6 +36,12 @@ bool OfiEndpoint::open(std::string* error) {
     *error = std::string(step) + ": " + api_->strerror(-rc);
     return false;
   }
+  std::vector<uint8_t> mine;
+  if (!localAddress(&mine)) {
+    *error = last_error_;
+    return false;
+  }
+  addr_len_ = mine.size();  // every peer of this provider has an address of this length
   return true;
 }
 
@@ -56,6 +62,11 @@ bool OfiEndpoint::localAddress(std::vector<uint8_t>* out) {
 }
 
 bool OfiEndpoint::addPeer(const uint8_t* addr, size_t len, uint64_t* peer) {
+  if (addr == nullptr || len != addr_len_) {  // the length came from the peer: check it
+    last_error_ = "the peer's address is " + std::to_string(len) + " bytes, but this provider's are " +
+                  std::to_string(addr_len_);
+    return false;
+  }
   fi_addr_t fi_addr = FI_ADDR_NOTAVAIL;
   int n = fi_av_insert(av_, addr, 1, &fi_addr, 0, nullptr);
   if (n != 1) {

@@ -12,10 +12,10 @@ namespace {
 
 constexpr uint64_t kCaps = FI_MSG | FI_RMA | FI_WRITE | FI_REMOTE_WRITE | FI_READ;
 
-struct fi_info* makeHints(const OfiApi* api, const char* provider) {
+struct fi_info* makeHints(const OfiApi* api, const char* provider, uint64_t caps) {
   struct fi_info* hints = api->dupinfo(nullptr);
   if (hints == nullptr) return nullptr;
-  hints->caps = kCaps;
+  hints->caps = caps;
   hints->mode = FI_CONTEXT | FI_CONTEXT2;
   hints->ep_attr->type = FI_EP_RDM;
   hints->domain_attr->mr_mode =
@@ -45,7 +45,31 @@ std::string sysfsPciPath(const struct fi_info* info) {
   return "";
 }
 
-NicInfo describe(const struct fi_info* info, int index) {
+}  // namespace
+
+int queryProvider(const OfiApi* api, const char* provider, struct fi_info** list,
+                  std::string* why) {
+  *list = nullptr;
+  int rc = -FI_ENOMEM;
+  const uint64_t tries[] = {kCaps | FI_HMEM, kCaps};
+  for (uint64_t caps : tries) {
+    struct fi_info* hints = makeHints(api, provider, caps);
+    if (hints == nullptr) {
+      *why = "fi_dupinfo failed";
+      return -FI_ENOMEM;
+    }
+    rc = api->getinfo(FI_VERSION(1, 14), nullptr, nullptr, 0, hints, list);
+    api->freeinfo(hints);
+    if (rc == 0 && *list != nullptr) return 0;
+    if (rc == 0) rc = -FI_ENODATA;
+    *list = nullptr;
+  }
+  *why = std::string("no usable '") + provider + "' provider (fi_getinfo: " + api->strerror(-rc) +
+         ")";
+  return rc;
+}
+
+NicInfo describeNic(const struct fi_info* info, int index) {
   NicInfo n;
   n.name = info->domain_attr->name ? info->domain_attr->name : "ofi";
   n.pci_path = sysfsPciPath(info);
@@ -59,21 +83,12 @@ NicInfo describe(const struct fi_info* info, int index) {
   return n;
 }
 
+namespace {
+
 // Tries one provider name; fills `out` with one NIC per distinct domain.
 bool discover(const OfiApi* api, const char* provider, OfiTransport* out, std::string* why) {
-  struct fi_info* hints = makeHints(api, provider);
-  if (hints == nullptr) {
-    *why = "fi_dupinfo failed";
-    return false;
-  }
   struct fi_info* list = nullptr;
-  int rc = api->getinfo(FI_VERSION(1, 14), nullptr, nullptr, 0, hints, &list);
-  api->freeinfo(hints);
-  if (rc != 0 || list == nullptr) {
-    *why = std::string("no usable '") + provider + "' provider (fi_getinfo: " + api->strerror(-rc) +
-           ")";
-    return false;
-  }
+  if (queryProvider(api, provider, &list, why) != 0) return false;
   // tcp lists each interface once per address family; keep the first of each domain, and
   // prefer IPv4 so both peers agree on one address format.
   std::set<std::string> seen;
@@ -85,7 +100,7 @@ bool discover(const OfiApi* api, const char* provider, OfiTransport* out, std::s
       if (!seen.insert(domain).second) continue;
       if (info->domain_attr->cq_data_size < 4) continue;
       int index = static_cast<int>(out->nics_.size());
-      auto nic = std::make_unique<OfiNic>(api, api->dupinfo(info), describe(info, index));
+      auto nic = std::make_unique<OfiNic>(api, api->dupinfo(info), describeNic(info, index));
       std::string error;
       if (!nic->open(&error)) {
         EPY_INFO(NCCL_INIT | NCCL_NET, "epyard: skipping %s NIC %s: %s", provider, domain.c_str(),

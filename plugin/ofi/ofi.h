@@ -33,6 +33,13 @@ const OfiApi* loadOfi(std::string* why);
 // A stable 64-bit hash of a NIC name (its GUID when the provider reports none).
 uint64_t checksumName(const std::string& name);
 std::unique_ptr<Transport> openTransport(const std::string& provider, std::string* why);
+// fi_getinfo for `provider` with our hints, asking for FI_HMEM first (a primary capability:
+// providers such as EFA offer GPU memory only when asked) and again without it for providers
+// that have none (tcp). 0 and the list, or the fi_getinfo error and *why.
+int queryProvider(const OfiApi* api, const char* provider, struct fi_info** list,
+                  std::string* why);
+// What NCCL is told about one fi_info: GPU memory (NCCL_PTR_CUDA) only when it has FI_HMEM.
+NicInfo describeNic(const struct fi_info* info, int index);
 
 class OfiNic final : public Nic {
  public:
@@ -84,6 +91,7 @@ class OfiEndpoint final : public Endpoint {
   struct fid_ep* ep_ = nullptr;
   struct fid_cq* cq_ = nullptr;
   struct fid_av* av_ = nullptr;
+  size_t addr_len_ = 0;  // of this endpoint's own address, hence of every peer's
   std::vector<std::vector<uint8_t>> peer_addrs_;
   std::string last_error_;
 };
