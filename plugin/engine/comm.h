@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -66,6 +67,7 @@ struct Request {
   uint32_t segments_seen[kMaxRecvs] = {};
   uint32_t segments_expected[kMaxRecvs] = {};
   bool record_seen[kMaxRecvs] = {};
+  int64_t record_ns[kMaxRecvs] = {};  // when the record arrived
   bool buffer_done[kMaxRecvs] = {};
   int tags[kMaxRecvs] = {};
 
@@ -91,6 +93,12 @@ class Comm {
   void dispatch(int rail, const Completion* completions, int n);
   int numRails() const { return static_cast<int>(rails_.size()); }
   Endpoint* railEndpoint(int rail) { return rails_[rail].ep.get(); }
+  // Tests only (a stand-in that fails or delays posts): puts `ep` in place of rail `rail`'s
+  // endpoint and returns the one it replaces. Not with progress threads running.
+  std::unique_ptr<Endpoint> swapRailEndpointForTesting(int rail, std::unique_ptr<Endpoint> ep) {
+    rails_[rail].ep.swap(ep);
+    return ep;
+  }
   // Hands the rails to the progress threads (when EPYARD_NET_PROGRESS_THREADS > 0).
   void startThreadedProgress();
   // Takes the rails back from the progress threads; call before destroying the comm (a thread
@@ -139,9 +147,16 @@ class Comm {
   friend class Engine;
 };
 
+// Test seam (tests/unit/hostile_sender_test.cc): sees the writes of every message this comm
+// sends, after planning and before posting, with the completion record they carry (nullptr
+// for a single sized write), and may change or drop them, as a faulty or hostile sender would.
+// Empty in production.
+using SendTamper = std::function<void(Request* req, Record* record)>;
+
 class SendComm final : public Comm {
  public:
   explicit SendComm(Device* dev) : Comm(CommKind::kSend, dev) {}
+  void setTamper(SendTamper tamper) { tamper_ = std::move(tamper); }
   ncclResult_t isend(void* data, size_t size, int tag, RegEntry* reg, Request** out);
   // Connect state machine (see connect.cc).
   ncclResult_t connectStep(bool* done);
@@ -169,6 +184,7 @@ class SendComm final : public Comm {
   bool current_valid_ = false;
   uint32_t current_used_ = 0;  // bit per buffer already matched by an isend
   int next_rail_ = 0;          // round-robin start for single-rail messages
+  SendTamper tamper_;
 };
 
 class RecvComm final : public Comm {
@@ -184,6 +200,9 @@ class RecvComm final : public Comm {
   // Accept: sets up rails toward the sender of `msg` and posts the answer.
   ncclResult_t startAccept(const ConnectMsg& msg, int rails);
   ncclResult_t acceptStep(bool* done);
+  // Why `req` can no longer complete (a record whose segments did not follow it within the
+  // timeout), or "" while it still can.
+  std::string missingSegments(const Request* req) const;
 
  private:
   void onLocalCompletion(OpContext* ctx, size_t length) override;

@@ -376,7 +376,16 @@ ncclResult_t netTest(void* request, int* done, int* sizes) {
   std::lock_guard<std::mutex> lock(comm->mutex());
   if (comm->progress() != ncclSuccess) return ncclRemoteError;
   if (!req->error.empty()) return req->is_send ? ncclInvalidUsage : ncclRemoteError;
-  if (!req->done()) return comm->checkLiveness() == ncclSuccess ? ncclSuccess : ncclRemoteError;
+  if (!req->done()) {
+    if (!req->is_send && !req->is_flush && comm->kind() == CommKind::kRecv) {
+      req->error = static_cast<RecvComm*>(comm)->missingSegments(req);
+      if (!req->error.empty()) {
+        EPY_WARN("epyard: receive: %s", req->error.c_str());
+        return ncclRemoteError;
+      }
+    }
+    return comm->checkLiveness() == ncclSuccess ? ncclSuccess : ncclRemoteError;
+  }
   if (sizes != nullptr) {
     if (req->is_send) {
       sizes[0] = static_cast<int>(req->size);
@@ -388,6 +397,8 @@ ncclResult_t netTest(void* request, int* done, int* sizes) {
   *done = 1;
   return ncclSuccess;
 }
+
+SendComm* sendCommForTesting(void* send_comm) { return asComm<SendComm>(send_comm, CommKind::kSend); }
 
 ncclResult_t netCloseSend(void* send_comm) {
   auto* comm = asComm<SendComm>(send_comm, CommKind::kSend);

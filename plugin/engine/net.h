@@ -50,4 +50,7 @@ ncclResult_t netCloseRecv(void* recv_comm);
 ncclResult_t netCloseListen(void* listen_comm);
 ncclResult_t netMakeVDevice(int* dev, int ndevs, const int* devs);
 
+// Tests only: the SendComm behind `send_comm` (nullptr when it is not one), for SendComm::setTamper.
+class SendComm* sendCommForTesting(void* send_comm);
+
 }  // namespace epyard::net

@@ -21,34 +21,64 @@ void RecvComm::checkBuffer(Request* req, uint32_t buffer) {
     req->buffer_done[buffer] = true;
 }
 
+// Everything below comes from the peer: a size is checked against what this side posted, a
+// segment count against the connection's rails, and each buffer takes one sized write or one
+// record. Anything else fails the connection as a protocol error.
 void RecvComm::onRemoteWrite(uint32_t imm) {
   Imm d = decodeImm(imm);
   Request* req = &requests_[d.slot];
+  const std::string where = "slot " + std::to_string(d.slot) + " buffer " + std::to_string(d.buffer);
   if (!req->in_use || req->is_send || d.buffer >= static_cast<uint32_t>(req->count)) {
-    fail("protocol error: data for slot " + std::to_string(d.slot) + " buffer " +
-         std::to_string(d.buffer) + " which has no posted receive");
+    fail("protocol error: data for " + where + " which has no posted receive");
     return;
   }
+  const uint64_t posted = req->posted[d.buffer];
   switch (d.kind) {
     case ImmKind::kSized:
-      req->received[d.buffer] = d.payload;
-      req->buffer_done[d.buffer] = true;
+      if (req->buffer_done[d.buffer] || req->record_seen[d.buffer] || req->segments_seen[d.buffer]) {
+        fail("protocol error: a second message for " + where);
+      } else if (d.payload > posted) {
+        fail("protocol error: the peer says " + std::to_string(d.payload) + " bytes arrived in a " +
+             std::to_string(posted) + "-byte receive (" + where + ")");
+      } else {
+        req->received[d.buffer] = d.payload;
+        req->buffer_done[d.buffer] = true;
+      }
       break;
     case ImmKind::kSegment:
-      ++req->segments_seen[d.buffer];
+      if (req->buffer_done[d.buffer] || ++req->segments_seen[d.buffer] > rails_.size()) {
+        fail("protocol error: more segments than rails (" + std::to_string(rails_.size()) +
+             ") for " + where);
+        break;
+      }
       checkBuffer(req, d.buffer);
       break;
     case ImmKind::kRecord: {
-      const Record& rec = block_->records[d.slot][d.buffer];
+      const Record rec = block_->records[d.slot][d.buffer];  // a copy: the peer may rewrite it
+      if (req->record_seen[d.buffer] || req->buffer_done[d.buffer]) {
+        fail("protocol error: a second completion record for " + where);
+        break;
+      }
       if (rec.flags & kRecordTruncated) {
         req->error = "the peer sent " + std::to_string(rec.size) + " bytes to a " +
-                     std::to_string(req->posted[d.buffer]) + "-byte receive (tag " +
+                     std::to_string(posted) + "-byte receive (tag " +
                      std::to_string(req->tags[d.buffer]) + ")";
         EPY_WARN("epyard: receive from %s: %s", peerName().c_str(), req->error.c_str());
         req->buffer_done[d.buffer] = true;
         break;
       }
+      const bool empty_ok = rec.size == 0 && rec.segments == 0;
+      if (rec.size > posted || rec.segments > rails_.size() ||
+          (!empty_ok && (rec.size == 0 || rec.segments == 0)) ||
+          rec.segments < req->segments_seen[d.buffer]) {
+        fail("protocol error: completion record of " + std::to_string(rec.size) + " bytes in " +
+             std::to_string(rec.segments) + " segments for a " + std::to_string(posted) +
+             "-byte receive over " + std::to_string(rails_.size()) + " rails (" + where + ", " +
+             std::to_string(req->segments_seen[d.buffer]) + " segments already arrived)");
+        break;
+      }
       req->record_seen[d.buffer] = true;
+      req->record_ns[d.buffer] = nowNs();
       req->segments_expected[d.buffer] = rec.segments;
       req->received[d.buffer] = rec.size;
       checkBuffer(req, d.buffer);
@@ -58,6 +88,20 @@ void RecvComm::onRemoteWrite(uint32_t imm) {
       fail("protocol error: CTS immediate arrived at the receiver");
       break;
   }
+}
+
+// The segments a record names were all written before it, so they land within the timeout
+// of the record or never.
+std::string RecvComm::missingSegments(const Request* req) const {
+  const int64_t now = nowNs();
+  for (int i = 0; i < req->count; ++i) {
+    if (req->buffer_done[i] || !req->record_seen[i] || now - req->record_ns[i] <= timeout_ns_) continue;
+    return "the completion record of buffer " + std::to_string(i) + " names " +
+           std::to_string(req->segments_expected[i]) + " segments, but " +
+           std::to_string(req->segments_seen[i]) + " arrived within " +
+           std::to_string(timeout_ns_ / 1000000) + " ms (EPYARD_NET_TIMEOUT_MS)";
+  }
+  return "";
 }
 
 ncclResult_t RecvComm::irecv(int n, void** data, const size_t* sizes, const int* tags,
@@ -80,6 +124,7 @@ ncclResult_t RecvComm::irecv(int n, void** data, const size_t* sizes, const int*
     req->received[i] = 0;
     req->segments_seen[i] = req->segments_expected[i] = 0;
     req->record_seen[i] = req->buffer_done[i] = false;
+    req->record_ns[i] = 0;
     req->tags[i] = tags[i];
     CtsBuffer& b = entry->buffers[i];
     b.addr = reinterpret_cast<uint64_t>(data[i]);
@@ -91,22 +136,19 @@ ncclResult_t RecvComm::irecv(int n, void** data, const size_t* sizes, const int*
   }
   Rail& rail = rails_[0];
   uint64_t remote = peer_block_.addr + offsetof(ControlBlock, ring) + slot * sizeof(CtsEntry);
-  for (;;) {
-    PostResult pr =
-        rail.ep->postWrite(rail.peer, entry, ctsWireBytes(entry->count), blockDesc(0),
-                           rail.nic->targetAddress(remote, peer_block_.addr), peer_block_.keys[0],
-                           true, encodeImm(ImmKind::kCts, slot, 0, 0), &cts_ctx_[slot]);
-    if (pr == PostResult::kPosted) break;
+  PostResult pr =
+      rail.ep->postWrite(rail.peer, entry, ctsWireBytes(entry->count), blockDesc(0),
+                         rail.nic->targetAddress(remote, peer_block_.addr), peer_block_.keys[0],
+                         true, encodeImm(ImmKind::kCts, slot, 0, 0), &cts_ctx_[slot]);
+  if (pr != PostResult::kPosted) {
+    req->in_use = false;
     if (pr == PostResult::kFailed) {
-      req->in_use = false;
       fail("posting a receive: " + rail.ep->lastError());
       return ncclSystemError;
     }
-    // The provider is full: make room by progressing, then post again (bounded by liveness).
-    if (progress() != ncclSuccess || checkLiveness() != ncclSuccess) {
-      req->in_use = false;
-      return ncclSystemError;
-    }
+    // The provider is full. NCCL calls again; meanwhile progress (ours or a progress thread's,
+    // which needs the comm mutex NCCL's call holds) makes room. Never spin here.
+    return checkLiveness() == ncclSuccess ? ncclSuccess : ncclSystemError;
   }
   ++recv_seq_;
   *out = req;

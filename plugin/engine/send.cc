@@ -147,6 +147,11 @@ ncclResult_t SendComm::isend(void* data, size_t size, int tag, RegEntry* reg, Re
   req->num_writes = req->writes_posted = req->writes_done = 0;
   ncclResult_t planned =
       planWrites(req, current_.buffers[buffer], static_cast<const uint8_t*>(data), size, reg);
+  if (tamper_) {
+    const bool has_record = req->num_writes > 0 &&
+                            decodeImm(req->writes[req->num_writes - 1].imm).kind == ImmKind::kRecord;
+    tamper_(req, has_record ? &block_->record_stage[slot][buffer] : nullptr);
+  }
   current_used_ |= 1u << buffer;
   if (current_used_ == (1u << current_.count) - 1) {
     cts_arrived_[slot] = false;

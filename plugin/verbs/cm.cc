@@ -27,7 +27,8 @@ constexpr uint32_t kReplyMagic = 0x45504352;    // "EPCR"
 
 struct Request {
   uint32_t magic;
-  uint32_t target;  // endpoint id at the server
+  uint32_t target;         // endpoint id at the server
+  uint64_t target_secret;  // from the target's address: proves the asker was given it
   EndpointAddr from;
   QpInfo qp;
 };
@@ -143,6 +144,10 @@ void ConnManager::answer(int fd) {
     auto it = endpoints_.find(req.target);
     if (it == endpoints_.end()) {
       error = "endpoint " + std::to_string(req.target) + " is closed";
+    } else if (it->second->secret() != req.target_secret) {
+      error = "endpoint " + std::to_string(req.target) + " refuses: the request does not carry its secret";
+      EPY_WARN("epyard: verbs connection manager: %s (asked by %s)", error.c_str(),
+               hostPort(req.from.cm_ipv4, req.from.cm_port).c_str());
     } else {
       rep.ok = it->second->acceptPeer(req.from, req.qp, &rep.qp, &error) ? 1 : 0;
     }
@@ -183,6 +188,7 @@ bool ConnManager::request(const EndpointAddr& to, const EndpointAddr& mine, cons
   Request req{};
   req.magic = kRequestMagic;
   req.target = to.endpoint_id;
+  req.target_secret = to.secret;
   req.from = mine;
   req.qp = local;
   Reply rep{};

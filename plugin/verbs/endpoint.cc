@@ -9,7 +9,9 @@
 #include <cstring>
 #include <random>
 
+#include "engine/log.h"
 #include "engine/params.h"
+#include "engine/wire.h"
 #include "verbs/verbs.h"
 
 namespace epyard::net::verbs {
@@ -62,8 +64,14 @@ bool VerbsEndpoint::open(std::string* error) {
       return false;
     }
   }
+  secret_ = randomId();
   id_ = cm_->add(this);
   return true;
+}
+
+bool VerbsEndpoint::knownQp(uint32_t qp_num) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return qp_peer_.count(qp_num) != 0;
 }
 
 bool VerbsEndpoint::postBounce(int i) {
@@ -80,6 +88,7 @@ bool VerbsEndpoint::localAddress(std::vector<uint8_t>* out) {
   EndpointAddr a{};
   a.magic = kEndpointAddrMagic;
   a.endpoint_id = id_;
+  a.secret = secret_;
   nic_->fillAddress(&a);
   a.cm_ipv4 = cm_->ipv4();
   a.cm_port = cm_->port();
@@ -186,6 +195,7 @@ uint64_t VerbsEndpoint::insertPeer(const EndpointAddr& addr, struct ibv_qp* qp) 
   p.qp = qp;
   peers_.push_back(p);
   const uint64_t index = peers_.size() - 1;
+  qp_peer_[qp->qp_num] = index;
   peer_index_.emplace(p.key, index);  // both sides connecting at once: the first QP names it
   return index;
 }
@@ -228,6 +238,14 @@ bool VerbsEndpoint::addPeer(const uint8_t* addr, size_t len, uint64_t* peer) {
 
 bool VerbsEndpoint::acceptPeer(const EndpointAddr& from, const QpInfo& remote, QpInfo* local,
                                std::string* error) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (peers_.size() >= kMaxPeers) {
+      *error = nic_->info().name + ": endpoint " + std::to_string(id_) + " already has " +
+               std::to_string(kMaxPeers) + " QPs";
+      return false;
+    }
+  }
   struct ibv_qp* qp = createQp(error);
   if (qp == nullptr) return false;
   const uint32_t psn = randomPsn();
@@ -283,6 +301,13 @@ void VerbsEndpoint::onMessage(int bounce, size_t length, std::vector<Completion>
   const char* data = bounce_ + static_cast<size_t>(bounce) * kBounceBytes;
   std::lock_guard<std::mutex> lock(mutex_);
   if (posted_.empty()) {
+    if (early_.size() >= kMaxEarlyMessages) {  // nobody is receiving: a peer floods us
+      Completion c;
+      c.kind = Completion::Kind::kError;
+      c.error = std::to_string(kMaxEarlyMessages) + " messages arrived before any receive was posted";
+      ready->push_back(c);
+      return;
+    }
     early_.emplace_back(data, data + length);
     return;
   }
@@ -383,7 +408,12 @@ int VerbsEndpoint::poll(Completion* out, int max) {
     if (isBounce(w.wr_id)) {
       const int b = static_cast<int>(w.wr_id) - 1;
       if (w.status == IBV_WC_WR_FLUSH_ERR) continue;  // the QP is going away
-      if (w.status != IBV_WC_SUCCESS) {
+      if (w.status == IBV_WC_SUCCESS && !knownQp(w.qp_num)) {
+        // Not a QP this endpoint connected: whatever it says is not from our peer.
+        if (dropped_++ == 0)
+          EPY_WARN("epyard: %s: endpoint %u drops a message from QP %u, which is not one of its peers",
+                   nic_->info().name.c_str(), id_, w.qp_num);
+      } else if (w.status != IBV_WC_SUCCESS) {
         Completion& c = out[n++];
         c = Completion();
         c.kind = Completion::Kind::kError;

@@ -39,7 +39,9 @@ struct EndpointAddr {
   uint32_t cm_ipv4;   // the connection manager, network order
   uint16_t cm_port;   // network order
   uint16_t pad;
+  uint64_t secret;    // random per endpoint: its manager connects QPs only for askers who know it
 };
+static_assert(sizeof(EndpointAddr) <= 56, "fits a rail address of the wire (kMaxAddrBytes)");
 constexpr uint32_t kEndpointAddrMagic = 0x45505642;  // "EPVB"
 
 // What one side of a new RC connection tells the other.
@@ -147,9 +149,15 @@ class VerbsEndpoint final : public Endpoint {
   // Connection manager side: a QP for the asker at `from`, connected to its QP `remote`.
   bool acceptPeer(const EndpointAddr& from, const QpInfo& remote, QpInfo* local, std::string* error);
 
+  uint64_t secret() const { return secret_; }
+
   // Messages of two-sided sends land in bounce buffers of this size, then are copied out.
   static constexpr size_t kBounceBytes = 2048;
   static constexpr int kBounces = 128;
+  // Bounds on what peers can make this endpoint hold: QPs, and messages no receive waits for
+  // (connect/accept messages: a handful per connection in progress).
+  static constexpr size_t kMaxPeers = 4096;
+  static constexpr size_t kMaxEarlyMessages = 64;
 
  private:
   struct Peer {
@@ -169,6 +177,7 @@ class VerbsEndpoint final : public Endpoint {
                  std::string* error);
   uint64_t insertPeer(const EndpointAddr& addr, struct ibv_qp* qp);
   bool postBounce(int i);
+  bool knownQp(uint32_t qp_num);
   void onMessage(int bounce, size_t length, std::vector<Completion>* ready);
   // Posts one signaled work request of `op` to `peer`'s QP (imm in host order).
   PostResult postWr(uint64_t peer, ibv_wr_opcode op, const void* buf, size_t len, void* desc,
@@ -183,10 +192,13 @@ class VerbsEndpoint final : public Endpoint {
   struct ibv_mr* bounce_mr_ = nullptr;
   ConnManager* cm_ = nullptr;
   uint32_t id_ = 0;
+  uint64_t secret_ = 0;
 
   std::mutex mutex_;  // everything below
   std::vector<Peer> peers_;
   std::map<std::string, uint64_t> peer_index_;
+  std::map<uint32_t, uint64_t> qp_peer_;  // QP number -> peer: completions from any other QP are dropped
+  uint64_t dropped_ = 0;                  // completions from unknown QPs
   std::deque<PostedRecv> posted_;          // the engine's receive buffers, oldest first
   std::deque<std::vector<uint8_t>> early_;  // messages that came before a receive was posted
   std::deque<Completion> ready_;            // completions made outside ibv_poll_cq

@@ -9,27 +9,14 @@
 #include <set>
 #include <thread>
 
-#include "engine/net.h"
 #include "engine/wire.h"
+#include "engine_loopback.h"
 
 namespace epyard::net {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-class ConnectToken : public ::testing::Test {
- protected:
-  void SetUp() override {
-    setenv("EPYARD_OFI_PROVIDER", "tcp;ofi_rxm", 0);
-    setenv("FI_TCP_IFACE", "lo", 0);
-    setenv("EPYARD_NET_TRANSPORT", "ofi", 0);
-    ASSERT_EQ(netInit(nullptr), ncclSuccess);
-    int n = 0;
-    ASSERT_EQ(netDevices(&n), ncclSuccess);
-    if (n == 0) GTEST_SKIP() << "no tcp;ofi_rxm device";
-  }
-  void TearDown() override { netFinalize(); }
-};
+using loopback::Clock;
+using ConnectToken = loopback::EngineLoopback;
 
 ConnectHandle* asHandle(char* bytes) { return reinterpret_cast<ConnectHandle*>(bytes); }
 

@@ -1,0 +1,63 @@
+// The verbs connection manager hands out QPs only to askers that were given the endpoint's
+// address (review finding 12): the address carries a random secret, a request without it is
+// refused and creates nothing. On the emulated device, in this process.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "engine/params.h"
+#include "engine/transport.h"
+#include "verbs/verbs.h"
+
+namespace epyard::net::verbs {
+namespace {
+
+class VerbsCm : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    setenv("EPYARD_IB_VERBS_LIBRARY", EPYARD_FAKEVERBS_PATH, 1);
+    setParams(loadParams());  // the transport reads its settings from params(), as after netInit
+    std::string why;
+    transport_ = epyard::net::openVerbsTransport(&why);
+    ASSERT_NE(transport_, nullptr) << why;
+    std::string error;
+    a_ = transport_->nic(0)->openEndpoint(&error);
+    ASSERT_NE(a_, nullptr) << error;
+    b_ = transport_->nic(0)->openEndpoint(&error);
+    ASSERT_NE(b_, nullptr) << error;
+  }
+  EndpointAddr addressOf(Endpoint* ep) {
+    std::vector<uint8_t> bytes;
+    EXPECT_TRUE(ep->localAddress(&bytes));
+    EndpointAddr a{};
+    EXPECT_EQ(bytes.size(), sizeof(a));
+    memcpy(&a, bytes.data(), sizeof(a));
+    return a;
+  }
+  std::unique_ptr<Transport> transport_;
+  std::unique_ptr<Endpoint> a_, b_;
+};
+
+TEST_F(VerbsCm, EveryEndpointHasItsOwnSecret) {
+  EndpointAddr a = addressOf(a_.get()), b = addressOf(b_.get());
+  EXPECT_NE(a.secret, 0u);
+  EXPECT_NE(a.secret, b.secret);
+  EXPECT_NE(a.endpoint_id, b.endpoint_id);
+}
+
+TEST_F(VerbsCm, ARequestWithoutTheSecretIsRefused) {
+  EndpointAddr a = addressOf(a_.get());
+  EndpointAddr forged = a;
+  forged.secret ^= 1;  // knows the manager's port and the endpoint id, not the secret
+  uint64_t peer = 0;
+  EXPECT_FALSE(b_->addPeer(reinterpret_cast<const uint8_t*>(&forged), sizeof(forged), &peer))
+      << "a QP was connected for an asker without the secret";
+  EXPECT_NE(b_->lastError().find("secret"), std::string::npos) << b_->lastError();
+  EXPECT_TRUE(b_->addPeer(reinterpret_cast<const uint8_t*>(&a), sizeof(a), &peer)) << b_->lastError();
+}
+
+}  // namespace
+}  // namespace epyard::net::verbs
