@@ -72,7 +72,7 @@ struct Tensor {
   bool make(ncclDataType_t type, std::vector<size_t> dims, size_t element) {
     size_t bytes = element;
     for (size_t i = 0; i < dims.size(); ++i) bytes *= (sizes[i] = dims[i]);
-    t.ndim = static_cast<int>(dims.size());
+    t.ndim = static_cast<unsigned int>(dims.size());
     t.datatype = type;
     t.sizes = sizes;
     if (cudaMalloc(&data, bytes) != cudaSuccess) return false;

@@ -87,7 +87,7 @@ EpTensor::EpTensor(const at::Tensor& x, const char* name) {
   TORCH_CHECK(x.dim() <= kMaxDims, "epyard EP: ", name, " has ", x.dim(), " dimensions (at most ",
               kMaxDims, ")");
   for (int64_t d = 0; d < x.dim(); ++d) sizes[d] = static_cast<size_t>(x.size(d));
-  t.ndim = static_cast<int>(x.dim());
+  t.ndim = static_cast<unsigned int>(x.dim());
   t.datatype = epType(x, name);
   t.data = x.data_ptr();
   t.sizes = sizes;

@@ -38,7 +38,7 @@ EPYARD_API ncclResult_t ncclEpGetVersion(int* version) {
   return ncclSuccess;
 }
 
-EPYARD_API ncclResult_t ncclEpTensorAlloc(ncclEpTensor_t** tensor, int ndim,
+EPYARD_API ncclResult_t ncclEpTensorAlloc(ncclEpTensor_t** tensor, unsigned int ndim,
                                           ncclDataType_t datatype, const size_t* sizes,
                                           const ncclEpTensorAllocConfig_t* config) {
   const int type_value = enumValue(datatype);

@@ -115,7 +115,7 @@ std::string checkGroupConfig(const ncclEpGroupConfig_t* c, int num_ranks) {
   return "";
 }
 
-std::string checkTensor(const ncclEpTensor_t* t, const char* name, int ndim,
+std::string checkTensor(const ncclEpTensor_t* t, const char* name, unsigned ndim,
                         std::initializer_list<ncclDataType_t> types,
                         std::initializer_list<long> sizes, bool optional) {
   if (t == nullptr) return optional ? "" : std::string(name) + " is NULL";
@@ -139,7 +139,7 @@ std::string checkTensor(const ncclEpTensor_t* t, const char* name, int ndim,
   }
   if (ndim > 0 && t->sizes == nullptr) return std::string(name) + ".sizes is NULL";
   bool empty = false;
-  for (int i = 0; i < ndim; ++i) {
+  for (unsigned i = 0; i < ndim; ++i) {
     const long want = sizes.size() > static_cast<size_t>(i) ? sizes.begin()[i] : -1;
     if (want >= 0 && t->sizes[i] != static_cast<size_t>(want))
       return std::string(name) + ".sizes[" + str(static_cast<unsigned long>(i)) + "] is " +

@@ -51,9 +51,9 @@ std::string ncclVersionText(int code);
 
 // A tensor (no heap allocation on the success path: this runs on every dispatch): valid header, `ndim` dimensions, datatype among `types`, and each size equal to
 // `sizes[i]` unless that entry is -1 (any). `optional`: NULL is accepted.
-std::string checkTensor(const ncclEpTensor_t* t, const char* name, int ndim,
-                        std::initializer_list<ncclDataType_t> types, std::initializer_list<long> sizes,
-                        bool optional = false);
+std::string checkTensor(const ncclEpTensor_t* t, const char* name, unsigned ndim,
+                        std::initializer_list<ncclDataType_t> types,
+                        std::initializer_list<long> sizes, bool optional = false);
 
 const char* dataTypeName(ncclDataType_t t);
 

@@ -37,7 +37,7 @@ ncclResult_t combine(ncclEpHandle_t h, const ncclEpCombineInputs_t* inputs,
                      cudaStream_t stream);
 ncclResult_t complete(ncclEpHandle_t h, const ncclEpCompleteConfig_t* config, cudaStream_t stream);
 
-ncclResult_t tensorAlloc(ncclEpTensor_t** tensor, int ndim, int datatype_value,
+ncclResult_t tensorAlloc(ncclEpTensor_t** tensor, unsigned ndim, int datatype_value,
                          const size_t* sizes, const ncclEpTensorAllocConfig_t* config);
 ncclResult_t tensorDestroy(ncclEpTensor_t* tensor);
 

@@ -14,8 +14,9 @@
 namespace epyard::ep {
 
 ncclResult_t Allocator::allocate(void** ptr, size_t bytes) const {
-  if (fns.alloc_fn != nullptr) return fns.alloc_fn(ptr, bytes, fns.context);
-  return cudaMalloc(ptr, bytes) == cudaSuccess ? ncclSuccess : ncclUnhandledCudaError;
+  const cudaError_t e =
+      fns.alloc_fn != nullptr ? fns.alloc_fn(ptr, bytes, fns.context) : cudaMalloc(ptr, bytes);
+  return e == cudaSuccess ? ncclSuccess : ncclUnhandledCudaError;
 }
 
 void Allocator::release(void* ptr) const {

@@ -19,9 +19,9 @@
 
 namespace epyard::ep {
 
-// The caller's allocator, or cudaMalloc/cudaFree.
+// The caller's allocator (callbacks report with cudaError_t), or cudaMalloc/cudaFree.
 struct Allocator {
-  ncclEpAllocator_t fns{};
+  ncclEpAllocConfig_t fns{};
   ncclResult_t allocate(void** ptr, size_t bytes) const;
   void release(void* ptr) const;
 };

@@ -11,7 +11,7 @@
 namespace epyard::ep {
 namespace {
 
-constexpr int kMaxDims = 8;
+constexpr unsigned kMaxDims = 8;
 constexpr uint64_t kOwnedTag = 0x657079617264544eull;  // marks descriptors made here
 
 struct OwnedTensor {
@@ -46,11 +46,11 @@ size_t elementBytes(ncclDataType_t t) {
 
 }  // namespace
 
-ncclResult_t tensorAlloc(ncclEpTensor_t** tensor, int ndim, int type_value, const size_t* sizes,
-                         const ncclEpTensorAllocConfig_t* config) {
+ncclResult_t tensorAlloc(ncclEpTensor_t** tensor, unsigned ndim, int type_value,
+                         const size_t* sizes, const ncclEpTensorAllocConfig_t* config) {
   if (tensor == nullptr) return fail(nullptr, ncclInvalidArgument, "tensor (the output pointer) is NULL");
   *tensor = nullptr;
-  if (ndim < 1 || ndim > kMaxDims)
+  if (ndim == 0 || ndim > kMaxDims)
     return fail(nullptr, ncclInvalidArgument,
                 "ndim (" + std::to_string(ndim) + ") must be in [1, " + std::to_string(kMaxDims) + "]");
   const bool known = type_value >= 0 && type_value < ncclNumTypes;
@@ -67,7 +67,7 @@ ncclResult_t tensorAlloc(ncclEpTensor_t** tensor, int ndim, int type_value, cons
       return fail(nullptr, ncclInvalidArgument, "config.alloc: set both alloc_fn and free_fn, or neither");
   }
   size_t bytes = element;
-  for (int i = 0; i < ndim; ++i) {
+  for (unsigned i = 0; i < ndim; ++i) {
     if (sizes[i] != 0 && bytes > SIZE_MAX / sizes[i])
       return fail(nullptr, ncclInvalidArgument, "the tensor's byte size overflows size_t");
     bytes *= sizes[i];

@@ -84,7 +84,7 @@ TEST(ApiCheck, GroupConfigNamesEachRule) {
          memcpy(&c->algorithm, &seven, sizeof(seven));
        },
        "config.algorithm (7)"},
-      {[](ncclEpGroupConfig_t* c) { c->alloc.free_fn = [](void*, void*) { return ncclSuccess; }; },
+      {[](ncclEpGroupConfig_t* c) { c->alloc.free_fn = [](void*, void*) { return cudaSuccess; }; },
        "both alloc_fn and free_fn"},
       {[](ncclEpGroupConfig_t* c) {
          c->algorithm = NCCL_EP_ALGO_HIGH_THROUGHPUT;

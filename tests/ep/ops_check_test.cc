@@ -20,7 +20,7 @@ struct Tensor {
   ncclEpTensor_t t = NCCL_EP_TENSOR_INIT;
   std::vector<size_t> sizes;
   Tensor(ncclDataType_t type, std::vector<size_t> dims) : sizes(std::move(dims)) {
-    t.ndim = static_cast<int>(sizes.size());
+    t.ndim = static_cast<unsigned int>(sizes.size());
     t.datatype = type;
     t.data = reinterpret_cast<void*>(0x10000);  // never touched: every call here fails first
     t.sizes = sizes.data();

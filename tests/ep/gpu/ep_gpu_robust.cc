@@ -25,13 +25,15 @@ void expectError(ncclResult_t got, ncclResult_t want, ncclEpGroup_t g, const cha
 struct CountingAlloc {
   int allocs = 0, frees = 0;
 };
-ncclResult_t countingAlloc(void** p, size_t bytes, void* ctx) {
+// ncclMemAlloc: the group's buffer becomes an NCCL symmetric window. The callbacks have NCCL EP's
+// signatures (cudaError_t), so NCCL's failures are reported as CUDA errors.
+cudaError_t countingAlloc(void** p, size_t bytes, void* ctx) {
   ++static_cast<CountingAlloc*>(ctx)->allocs;
-  return ncclMemAlloc(p, bytes);
+  return ncclMemAlloc(p, bytes) == ncclSuccess ? cudaSuccess : cudaErrorMemoryAllocation;
 }
-ncclResult_t countingFree(void* p, void* ctx) {
+cudaError_t countingFree(void* p, void* ctx) {
   ++static_cast<CountingAlloc*>(ctx)->frees;
-  return ncclMemFree(p);
+  return ncclMemFree(p) == ncclSuccess ? cudaSuccess : cudaErrorInvalidValue;
 }
 
 }  // namespace

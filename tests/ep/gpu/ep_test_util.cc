@@ -36,7 +36,7 @@ DevTensor::DevTensor(ncclDataType_t type, std::vector<size_t> dims) : sizes(std:
   if (bytes > 0) CUDA_CHECK(cudaMalloc(&data, bytes));
   if (bytes > 0) CUDA_CHECK(cudaMemset(data, 0, bytes));
   if (bytes > 0) CUDA_CHECK(cudaStreamSynchronize(nullptr));
-  t.ndim = static_cast<int>(sizes.size());
+  t.ndim = static_cast<unsigned int>(sizes.size());
   t.datatype = type;
   t.data = data;
   t.sizes = sizes.data();
