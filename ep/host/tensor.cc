@@ -1,5 +1,6 @@
 // ncclEpTensorAlloc / ncclEpTensorDestroy: a descriptor, its sizes and the device memory in one
 // host allocation that remembers the allocator that made the memory.
+#include <cstddef>
 #include <cstring>
 #include <new>
 
@@ -60,6 +61,14 @@ ncclResult_t tensorAlloc(ncclEpTensor_t** tensor, unsigned ndim, int type_value,
     return fail(nullptr, ncclInvalidArgument,
                 "datatype (" + std::to_string(type_value) + ") is not an NCCL data type");
   if (sizes == nullptr) return fail(nullptr, ncclInvalidArgument, "sizes is NULL");
+  // NCCL EP's ncclEpTensorAllocConfig_t ends before our `alloc` extension: a program built
+  // against its header passes that size, and gets the default allocator.
+  constexpr unsigned kNcclEpSize = static_cast<unsigned>(offsetof(ncclEpTensorAllocConfig_t, alloc));
+  const bool without_alloc = config != nullptr && config->size == kNcclEpSize;
+  if (without_alloc) {
+    EP_CHECK(checkArg(nullptr, checkStruct(config, kNcclEpSize, NCCL_EP_MAGIC, "config")));
+    config = nullptr;
+  }
   if (config != nullptr) {
     EP_CHECK(checkArg(nullptr, checkStruct(config, static_cast<unsigned>(sizeof(*config)),
                                            NCCL_EP_MAGIC, "config")));
@@ -93,7 +102,7 @@ ncclResult_t tensorAlloc(ncclEpTensor_t** tensor, unsigned ndim, int type_value,
 }
 
 ncclResult_t tensorDestroy(ncclEpTensor_t* tensor) {
-  if (tensor == nullptr) return fail(nullptr, ncclInvalidArgument, "tensor is NULL");
+  if (tensor == nullptr) return ncclSuccess;  // as free(NULL), and as NCCL EP documents
   auto* t = reinterpret_cast<OwnedTensor*>(tensor);
   if (tensor->magic != NCCL_EP_TENSOR_MAGIC || tensor->sizes != t->sizes || t->tag != kOwnedTag)
     return fail(nullptr, ncclInvalidArgument,

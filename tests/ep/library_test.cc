@@ -84,6 +84,29 @@ TEST(EpLibrary, TensorArguments) {
   EXPECT_EQ(ncclEpTensorDestroy(&mine), ncclInvalidArgument) << "not made by ncclEpTensorAlloc";
   EXPECT_TRUE(says("not made by ncclEpTensorAlloc"));
   EXPECT_EQ(t, nullptr);
+  EXPECT_EQ(ncclEpTensorDestroy(nullptr), ncclSuccess) << "NULL is accepted, as NCCL EP documents";
+}
+
+// A program built against NCCL EP's header passes its smaller ncclEpTensorAllocConfig_t (size
+// and magic only): accepted, with the default allocator. (Zero elements: no GPU needed.)
+TEST(EpLibrary, TensorAllocAcceptsNcclEpsConfigSize) {
+  struct {
+    unsigned int size, magic;
+  } theirs = {8, NCCL_EP_MAGIC};
+  size_t sizes[2] = {0, 8};
+  ncclEpTensor_t* t = nullptr;
+  ASSERT_EQ(ncclEpTensorAlloc(&t, 2, ncclFloat32, sizes,
+                              reinterpret_cast<const ncclEpTensorAllocConfig_t*>(&theirs)),
+            ncclSuccess)
+      << ncclEpGetLastError(nullptr);
+  ASSERT_NE(t, nullptr);
+  EXPECT_EQ(t->ndim, 2u);
+  EXPECT_EQ(ncclEpTensorDestroy(t), ncclSuccess);
+  theirs.size = 12;
+  EXPECT_EQ(ncclEpTensorAlloc(&t, 2, ncclFloat32, sizes,
+                              reinterpret_cast<const ncclEpTensorAllocConfig_t*>(&theirs)),
+            ncclInvalidArgument);
+  EXPECT_TRUE(says("config.size is 12"));
 }
 
 // ctest runs this once more with another NCCL release first on LD_LIBRARY_PATH
