@@ -277,7 +277,19 @@ c10::intrusive_ptr<::c10d::Work> ProcessGroupEpyard::alltoall_base(at::Tensor& o
   };
   const std::vector<int64_t> in_rows = splits(input, input_splits, "input");
   const std::vector<int64_t> out_rows = splits(output, output_splits, "output");
-  const int64_t row = input.dim() > 0 && input.size(0) > 0 ? input.numel() / input.size(0) : 0;
+  // A row is everything after the first dimension, and both tensors must agree on it (as
+  // ProcessGroupNCCL, which sizes receives from the output): receives are posted in the
+  // output's rows, sends in the input's, and a mismatch would write past the output.
+  auto trailing = [](const at::Tensor& t) {
+    return t.dim() > 0 ? t.sizes().slice(1).vec() : std::vector<int64_t>{};
+  };
+  TORCH_CHECK(input.dim() > 0 && output.dim() > 0, "epyard: alltoall_base needs tensors with a first "
+              "(row) dimension; got ", input.dim(), "-d input and ", output.dim(), "-d output");
+  TORCH_CHECK(trailing(input) == trailing(output), "epyard: alltoall_base input rows have trailing shape ",
+              c10::IntArrayRef(trailing(input)), " but output rows have ", c10::IntArrayRef(trailing(output)),
+              " (the row shape after the first dimension must match)");
+  int64_t row = 1;
+  for (int64_t d : trailing(input)) row *= d;
   at::Tensor in = input, out = output;
   return run(::c10d::OpType::ALLTOALL_BASE, "alltoall_base", {out}, {in}, [&](ncclComm_t c, cudaStream_t s) {
     const ncclDataType_t type = toNcclType(in, "alltoall_base");

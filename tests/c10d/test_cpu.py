@@ -157,3 +157,17 @@ def test_reference_is_bound_and_places_rows():
     # Identity experts, weights 0.5 + 0.5: each token comes back as itself.
     for r in range(2):
         assert torch.equal(comb[r].view(torch.bfloat16).view(3, 128), routings[r][0].view(torch.bfloat16))
+
+
+def test_alltoall_row_shapes_must_match(group):
+    # Review finding 3: receives were sized from the input's rows, so an output with narrower
+    # rows was overrun on the GPU. The check comes before any device work, so CPU tensors show it.
+    _init("cpu:gloo,cuda:epyard")
+    backend = _epyard_backend()
+    big = torch.full((4 + 64,), -1.0)
+    out = big[:4].view(2, 2)
+    with pytest.raises(RuntimeError, match=r"trailing shape \[8\] but output rows have \[2\]"):
+        backend.alltoall_base(out, torch.ones(2, 8), [], [], dist.AllToAllOptions())
+    assert (big == -1).all()
+    with pytest.raises(RuntimeError, match="first \\(row\\) dimension"):
+        backend.alltoall_base(torch.ones(()), torch.ones(()), [], [], dist.AllToAllOptions())
