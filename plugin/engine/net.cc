@@ -374,8 +374,11 @@ ncclResult_t netTest(void* request, int* done, int* sizes) {
   *done = 0;
   Comm* comm = req->comm;
   std::lock_guard<std::mutex> lock(comm->mutex());
-  if (comm->progress() != ncclSuccess) return ncclRemoteError;
+  // A request that completed stays completed even if the connection fails in the same poll
+  // (e.g. a later keep-alive write to a peer that has finished and exited).
+  const bool healthy = comm->progress() == ncclSuccess;
   if (!req->error.empty()) return req->is_send ? ncclInvalidUsage : ncclRemoteError;
+  if (!healthy && !req->done()) return ncclRemoteError;
   if (!req->done()) {
     if (!req->is_send && !req->is_flush && comm->kind() == CommKind::kRecv) {
       req->error = static_cast<RecvComm*>(comm)->missingSegments(req);

@@ -117,8 +117,10 @@ void deliverLocked(Qp* q, const RecvWqe& w, const Inbound& in, std::vector<Outgo
       ack = IBV_WC_REM_INV_REQ_ERR;
     }
   }
-  pushCompletion(reinterpret_cast<Cq*>(q->qp.recv_cq), wc);
-  out->push_back(reply(in.reply_fd, in.frame, Frame::kAck, ack));
+  Outgoing o = reply(in.reply_fd, in.frame, Frame::kAck, ack);
+  o.shows = reinterpret_cast<Cq*>(q->qp.recv_cq);  // polled once the acknowledgement is out
+  o.hold = holdCompletion(o.shows, wc);
+  out->push_back(std::move(o));
 }
 
 // Responder side of one request frame.
@@ -265,7 +267,26 @@ void serviceLoop(Context* c) {
 
 void pushCompletion(Cq* cq, const ibv_wc& wc) {
   std::lock_guard<std::mutex> lock(cq->mu);
-  cq->entries.push_back(wc);
+  cq->entries.push_back({wc, 0});
+}
+
+uint64_t holdCompletion(Cq* cq, const ibv_wc& wc) {
+  std::lock_guard<std::mutex> lock(cq->mu);
+  const uint64_t hold = cq->next_hold++;
+  cq->entries.push_back({wc, hold});
+  ++cq->held;
+  return hold;
+}
+
+void showCompletion(Cq* cq, uint64_t hold) {
+  std::lock_guard<std::mutex> lock(cq->mu);
+  for (Cq::Entry& e : cq->entries) {
+    if (e.hold != hold) continue;
+    e.hold = 0;
+    --cq->held;
+    break;
+  }
+  cq->shown.notify_all();
 }
 
 void failQpLocked(Qp* q, ibv_wc_status status) {
@@ -328,24 +349,26 @@ int peerSocketLocked(Context* c, uint32_t lid) {
 
 void sendAll(Context* c, std::vector<Outgoing>* out) {
   for (Outgoing& o : *out) {
-    std::mutex* mu;
+    std::mutex* mu = nullptr;
     {
       std::lock_guard<std::mutex> lock(c->mu);
       auto it = c->fd_write_mu.find(o.fd);
-      if (it == c->fd_write_mu.end()) continue;
-      mu = it->second.get();
+      if (it != c->fd_write_mu.end()) mu = it->second.get();
     }
-    o.frame.src_lid = c->lid;
-    bool ok;
-    {
-      std::lock_guard<std::mutex> lock(*mu);
-      ok = writeFull(o.fd, &o.frame, sizeof o.frame) &&
-           (o.payload.empty() || writeFull(o.fd, o.payload.data(), o.payload.size()));
+    if (mu != nullptr) {
+      o.frame.src_lid = c->lid;
+      bool ok;
+      {
+        std::lock_guard<std::mutex> lock(*mu);
+        ok = writeFull(o.fd, &o.frame, sizeof o.frame) &&
+             (o.payload.empty() || writeFull(o.fd, o.payload.data(), o.payload.size()));
+      }
+      if (!ok) {  // the peer is gone: what waits on it fails now
+        std::lock_guard<std::mutex> lock(c->mu);
+        peerGoneLocked(c, o.fd);
+      }
     }
-    if (!ok) {  // the peer is gone: what waits on it fails now
-      std::lock_guard<std::mutex> lock(c->mu);
-      peerGoneLocked(c, o.fd);
-    }
+    if (o.shows != nullptr) showCompletion(o.shows, o.hold);  // written, or nobody to take it
   }
   out->clear();
 }

@@ -11,6 +11,8 @@
 // one (a send or a write with immediate; none posted = the frame waits, like an endless RNR
 // retry), completes it on the receive CQ and acknowledges; the acknowledgement completes the
 // send WQE (or fails it: remote access error, then the QP enters the error state and flushes).
+// As on a NIC, the acknowledgement leaves before the receive completion can be polled: a
+// responder that exits right after its last receive completes has acknowledged it.
 // A peer process that goes away fails its QPs' outstanding WQEs with a retry-exceeded error.
 // Tests raise async events (port down/up) with epyard_fakeverbs_port_event(), or, in a program
 // that does not hold the context, epyard_fakeverbs_port_event_all(device). Limit: replies
@@ -24,6 +26,7 @@
 
 #include <infiniband/verbs.h>
 
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -58,8 +61,15 @@ struct Context;
 
 struct Cq {
   ibv_cq cq{};  // first: the verbs object handed out
+  struct Entry {
+    ibv_wc wc;
+    uint64_t hold = 0;  // non-zero: held back until its acknowledgement is written
+  };
   std::mutex mu;
-  std::deque<ibv_wc> entries;
+  std::condition_variable shown;  // a held entry was released
+  std::deque<Entry> entries;      // in completion order: polling stops at a held one
+  uint64_t next_hold = 1;
+  int held = 0;
 };
 
 struct Srq {
@@ -124,6 +134,8 @@ struct Outgoing {
   int fd = -1;
   Frame frame;
   std::vector<uint8_t> payload;
+  Cq* shows = nullptr;  // an acknowledgement: the receive completion it releases once written
+  uint64_t hold = 0;
 };
 
 // fabric.cc
@@ -132,6 +144,9 @@ void closeFabric(Context* c);
 int peerSocketLocked(Context* c, uint32_t lid);        // connected socket to `lid`, or -1
 void sendAll(Context* c, std::vector<Outgoing>* out);  // writes (caller does not hold c->mu)
 void pushCompletion(Cq* cq, const ibv_wc& wc);
+// Queues a completion that polling does not pass until showCompletion(cq, the returned hold).
+uint64_t holdCompletion(Cq* cq, const ibv_wc& wc);
+void showCompletion(Cq* cq, uint64_t hold);
 // The QP fails: the WQE waiting for its acknowledgement complete with `status` (the first)
 // and IBV_WC_WR_FLUSH_ERR, later ones are flushed as posted; the QP is in IBV_QPS_ERR.
 void failQpLocked(Qp* q, ibv_wc_status status);

@@ -318,6 +318,21 @@ TEST(FakeVerbs, PortEventsReachTheAsyncQueue) {
   EXPECT_EQ(e.event_type, IBV_EVENT_PORT_ACTIVE);
 }
 
+
+// The parent's half of the handshake with a forked responder: reads its (lid, qpn, rkey) and
+// buffer address, sends our (lid, qpn), waits for "posted", and connects to it.
+::testing::AssertionResult connectToChild(Side& a, int from_child, int to_child, uint32_t info[4],
+                                          uint64_t* addr) {
+  uint32_t me[2] = {a.lid, a.qp->qp_num};
+  char ready;
+  if (read(from_child, info, 4 * sizeof(uint32_t)) != static_cast<ssize_t>(4 * sizeof(uint32_t)) ||
+      read(from_child, addr, 8) != 8 || write(to_child, me, sizeof me) != static_cast<ssize_t>(sizeof me) ||
+      read(from_child, &ready, 1) != 1)
+    return ::testing::AssertionFailure() << "the handshake with the child broke";
+  if (a.connect(info[0], info[1]) != 0) return ::testing::AssertionFailure() << "connect failed";
+  return ::testing::AssertionSuccess();
+}
+
 TEST(FakeVerbs, APeerProcessThatDiesFailsOutstandingWork) {
   int to_parent[2], to_child[2];
   ASSERT_EQ(pipe(to_parent), 0);
@@ -340,13 +355,7 @@ TEST(FakeVerbs, APeerProcessThatDiesFailsOutstandingWork) {
   Side a(true);
   uint32_t info[4];
   uint64_t addr;
-  ASSERT_EQ(read(to_parent[0], info, sizeof info), static_cast<ssize_t>(sizeof info));
-  ASSERT_EQ(read(to_parent[0], &addr, 8), 8);
-  uint32_t me[2] = {a.lid, a.qp->qp_num};
-  ASSERT_EQ(write(to_child[1], me, sizeof me), static_cast<ssize_t>(sizeof me));
-  char ready;
-  ASSERT_EQ(read(to_parent[0], &ready, 1), 1);
-  ASSERT_EQ(a.connect(info[0], info[1]), 0);
+  ASSERT_TRUE(connectToChild(a, to_parent[0], to_child[1], info, &addr));
   ASSERT_EQ(a.postWrite(0, 64, addr, info[2], true, 1), 0);
   ibv_wc wc{};
   ASSERT_TRUE(a.waitCq(&wc));
@@ -358,6 +367,51 @@ TEST(FakeVerbs, APeerProcessThatDiesFailsOutstandingWork) {
   ASSERT_TRUE(a.waitCq(&wc));
   EXPECT_EQ(wc.status, IBV_WC_RETRY_EXC_ERR);
   EXPECT_EQ(wc.wr_id, 2u);
+}
+
+// A NIC acknowledges a request as it executes it: once the responder's receive completion is
+// visible, the acknowledgement is on its way, and the requester's WQE succeeds even if the
+// responder exits at once without closing anything (as a plugin process does after its last
+// receive). Rounds, since exiting before the acknowledgement left was a narrow race.
+TEST(FakeVerbs, AResponderThatExitsAfterItsReceiveCompletesHasAcknowledged) {
+  for (int round = 0; round < 40; ++round) {
+    int to_parent[2], to_child[2];
+    ASSERT_EQ(pipe(to_parent), 0);
+    ASSERT_EQ(pipe(to_child), 0);
+    pid_t pid = fork();
+    if (pid == 0) {  // the responder: exits the moment its receive completes
+      Side b(true, 1);
+      uint32_t info[4] = {b.lid, b.qp->qp_num, b.mr->rkey, 0};
+      uint64_t addr = b.addr(0);
+      uint32_t peer[2];
+      if (write(to_parent[1], info, sizeof info) != sizeof info ||
+          write(to_parent[1], &addr, 8) != 8 || read(to_child[0], peer, sizeof peer) != sizeof peer)
+        _exit(1);
+      b.connect(peer[0], peer[1]);
+      b.postRecv(0, 0, 1);
+      if (write(to_parent[1], "r", 1) != 1) _exit(1);
+      ibv_wc wc{};
+      const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+      while (ibv_poll_cq(b.cq, 1, &wc) == 0)
+        if (std::chrono::steady_clock::now() > give_up) _exit(2);
+      _exit(wc.status == IBV_WC_SUCCESS ? 0 : 1);
+    }
+    {
+      Side a(true);
+      uint32_t info[4];
+      uint64_t addr;
+      ASSERT_TRUE(connectToChild(a, to_parent[0], to_child[1], info, &addr));
+      ASSERT_EQ(a.postWrite(0, 64, addr, info[2], true, 1), 0);
+      ibv_wc wc{};
+      ASSERT_TRUE(a.waitCq(&wc));
+      EXPECT_EQ(wc.status, IBV_WC_SUCCESS) << "round " << round << ": "
+                                           << a.v->wc_status_str(wc.status);
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    for (int fd : {to_parent[0], to_parent[1], to_child[0], to_child[1]}) close(fd);
+  }
 }
 
 }  // namespace

@@ -4,6 +4,8 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <set>
 #include <sstream>
@@ -224,8 +226,8 @@ int pollCq(ibv_cq* cq, int n, ibv_wc* wc) {
   Cq* q = reinterpret_cast<Cq*>(cq);
   std::lock_guard<std::mutex> lock(q->mu);
   int got = 0;
-  while (got < n && !q->entries.empty()) {
-    wc[got++] = q->entries.front();
+  while (got < n && !q->entries.empty() && q->entries.front().hold == 0) {
+    wc[got++] = q->entries.front().wc;
     q->entries.pop_front();
   }
   return got;
@@ -450,7 +452,16 @@ ibv_cq* ibv_create_cq(ibv_context* ctx, int cqe, void* cq_context, ibv_comp_chan
 }
 
 int ibv_destroy_cq(ibv_cq* cq) {
-  delete reinterpret_cast<Cq*>(cq);
+  Cq* q = reinterpret_cast<Cq*>(cq);
+  {
+    std::unique_lock<std::mutex> lock(q->mu);  // acknowledgements being written still name it
+    if (!q->shown.wait_for(lock, std::chrono::seconds(30), [q] { return q->held == 0; })) {
+      fprintf(stderr, "fakeverbs: ibv_destroy_cq: %d acknowledgements unwritten after 30 s; the CQ is leaked\n",
+              q->held);
+      return 0;  // a writer still names it: never free it under that writer
+    }
+  }
+  delete q;
   return 0;
 }
 
