@@ -27,19 +27,20 @@ void RecvComm::checkBuffer(Request* req, uint32_t buffer) {
 void RecvComm::onRemoteWrite(uint32_t imm) {
   Imm d = decodeImm(imm);
   Request* req = &requests_[d.slot];
-  const std::string where = "slot " + std::to_string(d.slot) + " buffer " + std::to_string(d.buffer);
+  // Named only in errors: this runs for every write that lands.
+  auto where = [&] { return "slot " + std::to_string(d.slot) + " buffer " + std::to_string(d.buffer); };
   if (!req->in_use || req->is_send || d.buffer >= static_cast<uint32_t>(req->count)) {
-    fail("protocol error: data for " + where + " which has no posted receive");
+    fail("protocol error: data for " + where() + " which has no posted receive");
     return;
   }
   const uint64_t posted = req->posted[d.buffer];
   switch (d.kind) {
     case ImmKind::kSized:
       if (req->buffer_done[d.buffer] || req->record_seen[d.buffer] || req->segments_seen[d.buffer]) {
-        fail("protocol error: a second message for " + where);
+        fail("protocol error: a second message for " + where());
       } else if (d.payload > posted) {
         fail("protocol error: the peer says " + std::to_string(d.payload) + " bytes arrived in a " +
-             std::to_string(posted) + "-byte receive (" + where + ")");
+             std::to_string(posted) + "-byte receive (" + where() + ")");
       } else {
         req->received[d.buffer] = d.payload;
         req->buffer_done[d.buffer] = true;
@@ -48,7 +49,7 @@ void RecvComm::onRemoteWrite(uint32_t imm) {
     case ImmKind::kSegment:
       if (req->buffer_done[d.buffer] || ++req->segments_seen[d.buffer] > rails_.size()) {
         fail("protocol error: more segments than rails (" + std::to_string(rails_.size()) +
-             ") for " + where);
+             ") for " + where());
         break;
       }
       checkBuffer(req, d.buffer);
@@ -56,7 +57,7 @@ void RecvComm::onRemoteWrite(uint32_t imm) {
     case ImmKind::kRecord: {
       const Record rec = block_->records[d.slot][d.buffer];  // a copy: the peer may rewrite it
       if (req->record_seen[d.buffer] || req->buffer_done[d.buffer]) {
-        fail("protocol error: a second completion record for " + where);
+        fail("protocol error: a second completion record for " + where());
         break;
       }
       if (rec.flags & kRecordTruncated) {
@@ -73,7 +74,7 @@ void RecvComm::onRemoteWrite(uint32_t imm) {
           rec.segments < req->segments_seen[d.buffer]) {
         fail("protocol error: completion record of " + std::to_string(rec.size) + " bytes in " +
              std::to_string(rec.segments) + " segments for a " + std::to_string(posted) +
-             "-byte receive over " + std::to_string(rails_.size()) + " rails (" + where + ", " +
+             "-byte receive over " + std::to_string(rails_.size()) + " rails (" + where() + ", " +
              std::to_string(req->segments_seen[d.buffer]) + " segments already arrived)");
         break;
       }

@@ -69,11 +69,6 @@ bool VerbsEndpoint::open(std::string* error) {
   return true;
 }
 
-bool VerbsEndpoint::knownQp(uint32_t qp_num) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  return qp_peer_.count(qp_num) != 0;
-}
-
 bool VerbsEndpoint::postBounce(int i) {
   ibv_sge sge{reinterpret_cast<uint64_t>(bounce_ + static_cast<size_t>(i) * kBounceBytes),
               static_cast<uint32_t>(kBounceBytes), bounce_mr_->lkey};
@@ -195,7 +190,7 @@ uint64_t VerbsEndpoint::insertPeer(const EndpointAddr& addr, struct ibv_qp* qp) 
   p.qp = qp;
   peers_.push_back(p);
   const uint64_t index = peers_.size() - 1;
-  qp_peer_[qp->qp_num] = index;
+  peer_qps_.insert(qp->qp_num);
   peer_index_.emplace(p.key, index);  // both sides connecting at once: the first QP names it
   return index;
 }
@@ -402,17 +397,25 @@ int VerbsEndpoint::poll(Completion* out, int max) {
     setError(nic_->info().name + ": ibv_poll_cq failed");
     return -1;
   }
+  bool from_peer[16];  // arrivals on a QP this endpoint connected (one lock for the batch)
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (int i = 0; i < got; ++i) {
+      from_peer[i] = !isBounce(wc[i].wr_id) || wc[i].status != IBV_WC_SUCCESS ||
+                     peer_qps_.count(wc[i].qp_num) != 0;
+      if (!from_peer[i] && dropped_++ == 0)
+        EPY_WARN("epyard: %s: endpoint %u drops a message from QP %u, which is not one of its peers",
+                 nic_->info().name.c_str(), id_, wc[i].qp_num);
+    }
+  }
   std::vector<Completion> messages;
   for (int i = 0; i < got; ++i) {
     const ibv_wc& w = wc[i];
     if (isBounce(w.wr_id)) {
       const int b = static_cast<int>(w.wr_id) - 1;
       if (w.status == IBV_WC_WR_FLUSH_ERR) continue;  // the QP is going away
-      if (w.status == IBV_WC_SUCCESS && !knownQp(w.qp_num)) {
-        // Not a QP this endpoint connected: whatever it says is not from our peer.
-        if (dropped_++ == 0)
-          EPY_WARN("epyard: %s: endpoint %u drops a message from QP %u, which is not one of its peers",
-                   nic_->info().name.c_str(), id_, w.qp_num);
+      if (!from_peer[i]) {
+        // Not a QP this endpoint connected: whatever it says is not from our peer. Dropped.
       } else if (w.status != IBV_WC_SUCCESS) {
         Completion& c = out[n++];
         c = Completion();

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <deque>
 #include <map>
+#include <set>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -177,7 +178,6 @@ class VerbsEndpoint final : public Endpoint {
                  std::string* error);
   uint64_t insertPeer(const EndpointAddr& addr, struct ibv_qp* qp);
   bool postBounce(int i);
-  bool knownQp(uint32_t qp_num);
   void onMessage(int bounce, size_t length, std::vector<Completion>* ready);
   // Posts one signaled work request of `op` to `peer`'s QP (imm in host order).
   PostResult postWr(uint64_t peer, ibv_wr_opcode op, const void* buf, size_t len, void* desc,
@@ -197,8 +197,8 @@ class VerbsEndpoint final : public Endpoint {
   std::mutex mutex_;  // everything below
   std::vector<Peer> peers_;
   std::map<std::string, uint64_t> peer_index_;
-  std::map<uint32_t, uint64_t> qp_peer_;  // QP number -> peer: completions from any other QP are dropped
-  uint64_t dropped_ = 0;                  // completions from unknown QPs
+  std::set<uint32_t> peer_qps_;  // QPs this endpoint connected: arrivals on any other are dropped
+  uint64_t dropped_ = 0;         // arrivals from unknown QPs
   std::deque<PostedRecv> posted_;          // the engine's receive buffers, oldest first
   std::deque<std::vector<uint8_t>> early_;  // messages that came before a receive was posted
   std::deque<Completion> ready_;            // completions made outside ibv_poll_cq

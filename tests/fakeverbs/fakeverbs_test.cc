@@ -318,6 +318,19 @@ TEST(FakeVerbs, PortEventsReachTheAsyncQueue) {
   EXPECT_EQ(e.event_type, IBV_EVENT_PORT_ACTIVE);
 }
 
+// The forked responder's half: sends its (lid, qpn, rkey) and buffer address, reads the
+// parent's (lid, qpn), connects, posts one receive and says "posted".
+bool connectToParent(Side& b, int to_parent, int from_parent) {
+  uint32_t info[4] = {b.lid, b.qp->qp_num, b.mr->rkey, 0};
+  uint64_t addr = b.addr(0);
+  uint32_t peer[2];
+  if (write(to_parent, info, sizeof info) != sizeof info || write(to_parent, &addr, 8) != 8 ||
+      read(from_parent, peer, sizeof peer) != sizeof peer)
+    return false;
+  b.connect(peer[0], peer[1]);
+  b.postRecv(0, 0, 1);
+  return write(to_parent, "r", 1) == 1;
+}
 
 // The parent's half of the handshake with a forked responder: reads its (lid, qpn, rkey) and
 // buffer address, sends our (lid, qpn), waits for "posted", and connects to it.
@@ -340,16 +353,9 @@ TEST(FakeVerbs, APeerProcessThatDiesFailsOutstandingWork) {
   pid_t pid = fork();
   if (pid == 0) {  // the peer: a QP and a region, then it dies without closing anything
     Side b(true, 1);
-    uint32_t info[4] = {b.lid, b.qp->qp_num, b.mr->rkey, 0};
-    uint64_t addr = b.addr(0);
-    uint32_t peer[2];
-    if (write(to_parent[1], info, sizeof info) != sizeof info ||
-        write(to_parent[1], &addr, 8) != 8 || read(to_child[0], peer, sizeof peer) != sizeof peer)
-      _exit(1);
-    b.connect(peer[0], peer[1]);
-    b.postRecv(0, 0, 1);
+    if (!connectToParent(b, to_parent[1], to_child[0])) _exit(1);
     char go;
-    if (write(to_parent[1], "r", 1) != 1 || read(to_child[0], &go, 1) != 1) _exit(1);
+    if (read(to_child[0], &go, 1) != 1) _exit(1);
     _exit(0);
   }
   Side a(true);
@@ -381,15 +387,7 @@ TEST(FakeVerbs, AResponderThatExitsAfterItsReceiveCompletesHasAcknowledged) {
     pid_t pid = fork();
     if (pid == 0) {  // the responder: exits the moment its receive completes
       Side b(true, 1);
-      uint32_t info[4] = {b.lid, b.qp->qp_num, b.mr->rkey, 0};
-      uint64_t addr = b.addr(0);
-      uint32_t peer[2];
-      if (write(to_parent[1], info, sizeof info) != sizeof info ||
-          write(to_parent[1], &addr, 8) != 8 || read(to_child[0], peer, sizeof peer) != sizeof peer)
-        _exit(1);
-      b.connect(peer[0], peer[1]);
-      b.postRecv(0, 0, 1);
-      if (write(to_parent[1], "r", 1) != 1) _exit(1);
+      if (!connectToParent(b, to_parent[1], to_child[0])) _exit(1);
       ibv_wc wc{};
       const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
       while (ibv_poll_cq(b.cq, 1, &wc) == 0)
