@@ -42,6 +42,19 @@ ConnectHandle validHandle() {
   return h;
 }
 
+// Rail address lengths come off the wire in connect and accept messages (review finding 9).
+TEST(RailAddr, LengthMustFitTheMessage) {
+  RailAddr a{};
+  for (uint32_t bad : {0u, uint32_t{kMaxAddrBytes} + 1, 0xffffffffu}) {
+    a.len = bad;
+    EXPECT_NE(checkRailAddr(a), nullptr) << bad << " bytes";
+  }
+  for (uint32_t good : {1u, 16u, uint32_t{kMaxAddrBytes}}) {
+    a.len = good;
+    EXPECT_EQ(checkRailAddr(a), nullptr) << good << " bytes";
+  }
+}
+
 TEST(Handle, SealedHandleIsValid) {
   ConnectHandle h = validHandle();
   EXPECT_EQ(checkHandle(h), nullptr);
