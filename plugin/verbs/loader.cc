@@ -50,10 +50,11 @@ std::unique_ptr<Loaded> load(const std::string& library) {
 }  // namespace
 
 const VerbsApi* loadVerbs(const std::string& library, std::string* why) {
-  static std::mutex mu;
-  static std::map<std::string, std::unique_ptr<Loaded>> cache;
-  std::lock_guard<std::mutex> lock(mu);
-  std::unique_ptr<Loaded>& entry = cache[library];
+  // Never destroyed: detached async-event threads read the table until the process is gone.
+  static auto* mu = new std::mutex;
+  static auto* cache = new std::map<std::string, std::unique_ptr<Loaded>>;
+  std::lock_guard<std::mutex> lock(*mu);
+  std::unique_ptr<Loaded>& entry = (*cache)[library];
   if (!entry) entry = load(library);
   if (!entry->error.empty()) {
     if (why) *why = entry->error;
