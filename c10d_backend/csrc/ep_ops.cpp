@@ -10,7 +10,10 @@
 
 #include <nccl_ep.h>
 
+#include <memory>
+#include <mutex>
 #include <optional>
+#include <unordered_map>
 
 #include "ep_ops.hpp"
 #include "process_group.hpp"
@@ -31,6 +34,15 @@ ncclDataType_t epType(const at::Tensor& t, const char* name) {
                   " (EP takes bfloat16, float8_e4m3fn, float32, int32, int64, uint8)");
   }
 }
+
+// The communicator under each EP group, held (a CommState::Use) until the group is destroyed:
+// an abort of the process group frees it only then, since the group's window lives in it.
+struct EpGroupComm {
+  std::shared_ptr<DeviceComm> dc;  // declared first: outlives the Use
+  CommState::Use use;
+};
+std::mutex g_group_comms_mu;
+std::unordered_map<int64_t, std::unique_ptr<EpGroupComm>> g_group_comms;
 
 }  // namespace
 
@@ -321,7 +333,10 @@ int64_t epGroupCreate(const c10::intrusive_ptr<::c10d::Backend>& backend, int64_
               "(e.g. dist.new_group(backend=\"epyard\"))");
   TORCH_CHECK(num_experts > 0 && max_tokens > 0 && max_token_bytes > 0,
               "epyard EP: num_experts, max_tokens_per_rank and hidden must be positive");
-  ncclComm_t comm = pg->commFor(static_cast<c10::DeviceIndex>(device));
+  std::shared_ptr<DeviceComm> dc = pg->deviceComm(static_cast<c10::DeviceIndex>(device));
+  std::string why;
+  std::optional<CommState::Use> use = dc->state.enter(&why);
+  TORCH_CHECK(use, "epyard EP: the process group's communicator on cuda:", device, " was aborted: ", why);
   ncclEpGroupConfig_t cfg = NCCL_EP_GROUP_CONFIG_INIT;
   cfg.num_experts = static_cast<unsigned>(num_experts);
   cfg.max_dispatch_tokens_per_rank = static_cast<unsigned>(max_tokens);
@@ -330,12 +345,24 @@ int64_t epGroupCreate(const c10::intrusive_ptr<::c10d::Backend>& backend, int64_
   cfg.timeout_ns = static_cast<uint64_t>(timeout_ms) * 1000000ull;
   cfg.max_num_sms = static_cast<unsigned>(max_num_sms);
   ncclEpGroup_t g = nullptr;
-  check(ncclEpCreateGroup(&g, comm, &cfg), nullptr, "ncclEpCreateGroup");
-  return reinterpret_cast<int64_t>(g);
+  check(ncclEpCreateGroup(&g, use->comm(), &cfg), nullptr, "ncclEpCreateGroup");
+  const int64_t id = reinterpret_cast<int64_t>(g);
+  std::lock_guard<std::mutex> lock(g_group_comms_mu);
+  g_group_comms[id] = std::make_unique<EpGroupComm>(EpGroupComm{dc, std::move(*use)});
+  return id;
 }
 
 void epGroupDestroy(int64_t group) {
   check(ncclEpGroupDestroy(groupOf(group)), groupOf(group), "ncclEpGroupDestroy");
+  std::unique_ptr<EpGroupComm> held;  // released after the lock: it may free the communicator
+  {
+    std::lock_guard<std::mutex> lock(g_group_comms_mu);
+    auto it = g_group_comms.find(group);
+    if (it != g_group_comms.end()) {
+      held = std::move(it->second);
+      g_group_comms.erase(it);
+    }
+  }
 }
 
 int64_t epHandleCreate(int64_t group, bool rank_major, int64_t top_k) {

@@ -8,33 +8,59 @@
 
 namespace epyard::c10d_backend {
 
+DeviceComm::DeviceComm(ncclComm_t c, c10::cuda::CUDAStream s, c10::DeviceIndex d)
+    : state(c, [](ncclComm_t comm, bool aborted) { aborted ? ncclCommAbort(comm) : ncclCommDestroy(comm); }),
+      stream(s),
+      device(d) {}
+
 NcclComms::NcclComms(c10::intrusive_ptr<::c10d::Store> store, int rank, int size,
                      std::string prefix, std::chrono::milliseconds timeout)
     : store_(std::move(store)), rank_(rank), size_(size), prefix_(std::move(prefix)), timeout_(timeout) {}
 
-NcclComms::~NcclComms() {
-  for (auto& [device, dc] : comms_) {
-    if (dc->comm == nullptr) continue;
-    if (dc->aborted) {
-      ncclCommAbort(dc->comm);
-    } else {
-      ncclCommDestroy(dc->comm);
-    }
-  }
-}
-
 std::shared_ptr<DeviceComm> NcclComms::get(c10::DeviceIndex device) {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   auto it = comms_.find(device);
   if (it != comms_.end()) {
-    TORCH_CHECK(!it->second->aborted, "epyard: the communicator on cuda:", int(device),
-                " was aborted: ", it->second->abort_reason);
-    return it->second;
+    std::shared_ptr<Slot> slot = it->second;
+    // Another thread is creating it: its store wait is bounded by the timeout, NCCL's init is not.
+    TORCH_CHECK(made_.wait_for(lock, timeout_ + std::chrono::seconds(5), [&] { return slot->done; }),
+                "epyard: waited ", timeout_.count(), " ms for another thread to create the communicator "
+                "on cuda:", int(device));
+    TORCH_CHECK(slot->error.empty(), "epyard: the communicator on cuda:", int(device),
+                " could not be created: ", slot->error);
+    TORCH_CHECK(!slot->dc->state.aborted(), "epyard: the communicator on cuda:", int(device),
+                " was aborted: ", slot->dc->state.reason());
+    return slot->dc;
   }
-  // Rank 0 makes the id; everybody reads it from the store. The key counts the communicators
-  // this group has made: each rank drives its own device, so the device index differs between
-  // ranks while the order of creation is the same everywhere.
+  auto slot = std::make_shared<Slot>();
+  comms_.emplace(device, slot);
+  // The key counts the communicators this group has begun: each rank drives its own device, so
+  // the device index differs between ranks while the order of creation is the same everywhere.
   const std::string key = prefix_ + "/nccl_unique_id/" + std::to_string(created_++);
+  lock.unlock();
+  std::shared_ptr<DeviceComm> dc;
+  std::string error;
+  try {
+    dc = create(device, key);
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  lock.lock();
+  slot->dc = dc;
+  slot->error = error;
+  slot->done = true;
+  const std::string aborted = abort_reason_;
+  lock.unlock();
+  made_.notify_all();
+  TORCH_CHECK(error.empty(), error);
+  if (!aborted.empty()) dc->state.abort(aborted);  // abortAll ran while it was being made
+  TORCH_CHECK(!dc->state.aborted(), "epyard: the communicator on cuda:", int(device),
+              " was aborted: ", dc->state.reason());
+  return dc;
+}
+
+std::shared_ptr<DeviceComm> NcclComms::create(c10::DeviceIndex device, const std::string& key) {
+  // Rank 0 makes the id; everybody reads it from the store.
   ncclUniqueId id;
   if (rank_ == 0) {
     EPYARD_NCCL(nullptr, ncclGetUniqueId(&id));
@@ -57,25 +83,32 @@ std::shared_ptr<DeviceComm> NcclComms::get(c10::DeviceIndex device) {
   ncclComm_t comm = nullptr;
   ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
   EPYARD_NCCL(nullptr, ncclCommInitRankConfig(&comm, size_, id, rank_, &config));
-  auto dc = std::make_shared<DeviceComm>(comm, c10::cuda::getStreamFromPool(/*isHighPriority=*/true, device), device);
-  comms_.emplace(device, dc);
-  return dc;
+  return std::make_shared<DeviceComm>(comm, c10::cuda::getStreamFromPool(/*isHighPriority=*/true, device), device);
 }
 
 void NcclComms::abortAll(const std::string& reason) {
-  std::lock_guard<std::mutex> lock(mu_);
-  for (auto& [device, dc] : comms_) {
-    if (dc->aborted.exchange(true)) continue;
-    dc->abort_reason = reason;
-    ncclCommAbort(dc->comm);
-    dc->comm = nullptr;
+  std::vector<std::shared_ptr<DeviceComm>> made;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (abort_reason_.empty()) abort_reason_ = reason;
+    for (auto& [device, slot] : comms_)
+      if (slot->dc != nullptr) made.push_back(slot->dc);
+  }
+  // Outside the lock: ncclCommAbort takes a while, and get() must not wait on it.
+  for (auto& dc : made) {
+    const int waiting = dc->state.abort(reason);
+    if (waiting > 0)
+      TORCH_WARN("epyard: the communicator on cuda:", int(dc->device), " is freed once ", waiting,
+                 " user(s) let go of it (a call in progress, an open coalescing block or an "
+                 "epyard.ep group: destroy it)");
   }
 }
 
 std::vector<std::shared_ptr<DeviceComm>> NcclComms::all() {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<std::shared_ptr<DeviceComm>> out;
-  for (auto& [device, dc] : comms_) out.push_back(dc);
+  for (auto& [device, slot] : comms_)
+    if (slot->dc != nullptr) out.push_back(slot->dc);
   return out;
 }
 

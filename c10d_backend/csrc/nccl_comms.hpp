@@ -10,43 +10,55 @@
 #include <torch/csrc/distributed/c10d/Store.hpp>
 #include <torch/csrc/distributed/c10d/Types.hpp>
 
-#include <atomic>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <vector>
+
+#include "comm_state.hpp"
 
 namespace epyard::c10d_backend {
 
-// One communicator and the stream its operations run on.
+// One communicator (its life in `state`) and the stream its operations run on.
 struct DeviceComm {
-  ncclComm_t comm = nullptr;
+  CommState state;
   c10::cuda::CUDAStream stream;
   c10::DeviceIndex device;
-  std::atomic<bool> aborted{false};
-  std::string abort_reason;
-  DeviceComm(ncclComm_t c, c10::cuda::CUDAStream s, c10::DeviceIndex d) : comm(c), stream(s), device(d) {}
+  DeviceComm(ncclComm_t c, c10::cuda::CUDAStream s, c10::DeviceIndex d);
 };
 
 class NcclComms {
  public:
   NcclComms(c10::intrusive_ptr<::c10d::Store> store, int rank, int size, std::string prefix,
             std::chrono::milliseconds timeout);
-  ~NcclComms();
-  // The communicator of `device`, created (collectively) on first use.
+  // The communicator of `device`, created (collectively) on first use. Creation runs outside
+  // the lock, so the watchdog and other devices' calls go on meanwhile; a second caller for the
+  // same device waits for it (bounded by the group's timeout).
   std::shared_ptr<DeviceComm> get(c10::DeviceIndex device);
-  // Aborts every communicator (after a timeout or on request); later use raises.
+  // Aborts every communicator (after a timeout or on request), those being created included;
+  // later use raises with `reason`.
   void abortAll(const std::string& reason);
+  // The communicators made so far (not those being created).
   std::vector<std::shared_ptr<DeviceComm>> all();
 
  private:
+  struct Slot {
+    std::shared_ptr<DeviceComm> dc;  // set once made
+    bool done = false;
+    std::string error;  // why it could not be made
+  };
+  std::shared_ptr<DeviceComm> create(c10::DeviceIndex device, const std::string& key);
   c10::intrusive_ptr<::c10d::Store> store_;
   int rank_, size_;
   std::string prefix_;
   std::chrono::milliseconds timeout_;
   std::mutex mu_;
-  int created_ = 0;  // communicators made so far: names the store key of the next one's id
-  std::unordered_map<c10::DeviceIndex, std::shared_ptr<DeviceComm>> comms_;
+  std::condition_variable made_;
+  int created_ = 0;  // communicators begun so far: names the store key of the next one's id
+  std::string abort_reason_;  // set by abortAll: communicators made later are aborted at once
+  std::unordered_map<c10::DeviceIndex, std::shared_ptr<Slot>> comms_;
 };
 
 ncclDataType_t toNcclType(const at::Tensor& t, const char* op);

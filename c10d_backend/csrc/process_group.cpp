@@ -1,7 +1,10 @@
 #include "process_group.hpp"
 
 #include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAGraphsC10Utils.h>
 #include <c10/cuda/CUDAGuard.h>
+
+#include <cstdio>
 
 #include <numeric>
 #include <utility>
@@ -47,29 +50,54 @@ c10::intrusive_ptr<::c10d::Backend> ProcessGroupEpyard::create(
 }
 
 void ProcessGroupEpyard::watch() {
+  bool capture_mode_set = false;
   std::unique_lock<std::mutex> lock(works_mu_);
   while (!stop_) {
     stop_cv_.wait_for(lock, std::chrono::milliseconds(100));
-    while (!works_.empty() && works_.front()->isCompleted()) works_.pop_front();
+    if (!works_.empty() && !capture_mode_set) {
+      // Another thread's global-mode graph capture would forbid this thread's event queries
+      // (and be invalidated by them): this thread never captures, so it opts out of that rule.
+      cudaStreamCaptureMode mode = cudaStreamCaptureModeThreadLocal;
+      capture_mode_set = cudaThreadExchangeStreamCaptureMode(&mode) == cudaSuccess;
+      if (!capture_mode_set) (void)cudaGetLastError();
+    }
+    // Any exception here would end the process (std::terminate on this thread): it becomes the
+    // reason to abort instead.
     std::string reason;
-    for (const auto& w : works_)
-      if (w->overdue()) {
-        reason = w->describe();
-        break;
+    try {
+      while (!works_.empty() && works_.front()->isCompleted()) works_.pop_front();
+      for (const auto& w : works_)
+        if (w->overdue()) {
+          reason = w->describe();
+          break;
+        }
+    } catch (const std::exception& e) {
+      reason = std::string("the watchdog could not query a call's state: ") + e.what();
+    }
+    lock.unlock();  // NCCL calls below: the caller's threads keep queueing work meanwhile
+    try {
+      if (reason.empty()) reason = asyncError();
+      if (!reason.empty()) {
+        TORCH_WARN("epyard: ", reason, "; aborting the group's communicators");
+        comms_.abortAll(reason);
       }
-    for (const auto& dc : comms_.all()) {
-      ncclResult_t async = ncclSuccess;
-      if (reason.empty() && !dc->aborted && dc->comm != nullptr &&
-          ncclCommGetAsyncError(dc->comm, &async) == ncclSuccess && async != ncclSuccess)
-        reason = std::string("NCCL reported an asynchronous error on cuda:") +
-                 std::to_string(dc->device) + ": " + ncclGetErrorString(async);
+    } catch (const std::exception& e) {
+      fprintf(stderr, "epyard: the watchdog failed while aborting the group: %s\n", e.what());
     }
-    if (!reason.empty()) {
-      TORCH_WARN("epyard: ", reason, "; aborting the group's communicators");
-      comms_.abortAll(reason);
-      works_.clear();
-    }
+    lock.lock();
+    if (!reason.empty()) works_.clear();
   }
+}
+
+std::string ProcessGroupEpyard::asyncError() {
+  for (const auto& dc : comms_.all()) {
+    std::optional<CommState::Use> use = dc->state.enter(nullptr);
+    ncclResult_t async = ncclSuccess;
+    if (use && ncclCommGetAsyncError(use->comm(), &async) == ncclSuccess && async != ncclSuccess)
+      return std::string("NCCL reported an asynchronous error on cuda:") + std::to_string(dc->device) +
+             ": " + ncclGetErrorString(async);
+  }
+  return "";
 }
 
 c10::intrusive_ptr<::c10d::Work> ProcessGroupEpyard::run(::c10d::OpType type, const char* name,
@@ -94,15 +122,30 @@ c10::intrusive_ptr<::c10d::Work> ProcessGroupEpyard::run(::c10d::OpType type, co
   for (const at::Tensor& t : outputs)
     TORCH_CHECK(t.device() == first.device(), "epyard: ", name, " needs all tensors on one device");
   c10::cuda::CUDAGuard guard(device);
+  // Works made during a graph capture are not watched: their events are recorded only when the
+  // graph replays, and querying them would invalidate the capture.
+  const bool capturing = c10::cuda::currentStreamCaptureStatusMayInitCtx() != c10::cuda::CaptureStatus::None;
+  TORCH_CHECK(!(blocking && capturing), "epyard: ", name,
+              " blocks the CPU until done, which a CUDA graph capture cannot; call it outside the capture");
   std::shared_ptr<DeviceComm> dc = comms_.get(device);
   TORCH_CHECK(!coalescing_ || coalesced_dc_ == nullptr || coalesced_dc_ == dc, "epyard: ", name,
               " on cuda:", int(device), " inside a coalescing block that began on cuda:",
               coalesced_dc_ ? int(coalesced_dc_->device) : -1, "; one block, one device");
   // A coalesced block's NCCL group opens at its first call, once the communicator exists (a
   // communicator created inside a group would only be initialised at the group's end).
+  // The communicator stays valid (an abort waits) while this call, or the open block, uses it.
+  std::string why;
+  std::optional<CommState::Use> use;
+  if (!coalescing_ || coalesced_dc_ == nullptr) {
+    use = dc->state.enter(&why);
+    TORCH_CHECK(use, "epyard: ", name, ": the communicator on cuda:", int(device), " was aborted: ", why);
+  }
+  const ncclComm_t comm = use ? use->comm() : coalesced_use_->comm();
   if (coalescing_ && coalesced_dc_ == nullptr) {
-    EPYARD_NCCL(dc->comm, ncclGroupStart());
+    EPYARD_NCCL(comm, ncclGroupStart());
     coalesced_dc_ = dc;
+    coalesced_use_.emplace(std::move(*use));
+    use.reset();
   }
   // The group's stream waits for what the caller queued before this call.
   at::cuda::CUDAEvent ready;
@@ -112,7 +155,7 @@ c10::intrusive_ptr<::c10d::Work> ProcessGroupEpyard::run(::c10d::OpType type, co
   for (const at::Tensor& t : outputs) c10::cuda::CUDACachingAllocator::recordStream(t.storage().data_ptr(), dc->stream);
   {
     c10::cuda::CUDAStreamGuard stream_guard(dc->stream);
-    launch(dc->comm, dc->stream.stream());
+    launch(comm, dc->stream.stream());
   }
   if (coalescing_) {  // queued in the NCCL group: finished by endCoalescing
     coalesced_outputs_.insert(coalesced_outputs_.end(), outputs.begin(), outputs.end());
@@ -125,8 +168,10 @@ c10::intrusive_ptr<::c10d::Work> ProcessGroupEpyard::run(::c10d::OpType type, co
   auto work = c10::make_intrusive<WorkEpyard>(rank_, type, name, dc, std::move(outputs),
                                               std::move(inputs), timeout_, blocking);
   work->finish();
-  std::lock_guard<std::mutex> lock(works_mu_);
-  works_.push_back(work);
+  if (!capturing) {
+    std::lock_guard<std::mutex> lock(works_mu_);
+    works_.push_back(work);
+  }
   return work;
 }
 
@@ -364,17 +409,21 @@ c10::intrusive_ptr<::c10d::Work> ProcessGroupEpyard::endCoalescing() {
   coalescing_ = false;
   // Take the block's state (std::exchange leaves the members empty for the next block).
   std::shared_ptr<DeviceComm> dc = std::exchange(coalesced_dc_, nullptr);
+  std::optional<CommState::Use> use = std::move(coalesced_use_);  // released on return
+  coalesced_use_.reset();
   auto works = std::exchange(coalesced_works_, {});
   auto outputs = std::exchange(coalesced_outputs_, {}), inputs = std::exchange(coalesced_inputs_, {});
   if (dc == nullptr) return nullptr;  // nothing was queued (as ProcessGroupNCCL)
-  EPYARD_NCCL(dc->comm, ncclGroupEnd());  // launches everything queued
+  EPYARD_NCCL(use->comm(), ncclGroupEnd());  // launches everything queued
   c10::cuda::CUDAGuard guard(dc->device);
   auto all = c10::make_intrusive<WorkEpyard>(rank_, ::c10d::OpType::COALESCED, "coalesced block", dc,
                                              std::move(outputs), std::move(inputs), timeout_, false);
   all->finish();
   for (auto& w : works) w->finish();
-  std::lock_guard<std::mutex> lock(works_mu_);
-  works_.push_back(all);
+  if (c10::cuda::currentStreamCaptureStatusMayInitCtx() == c10::cuda::CaptureStatus::None) {
+    std::lock_guard<std::mutex> lock(works_mu_);
+    works_.push_back(all);
+  }
   return all;
 }
 

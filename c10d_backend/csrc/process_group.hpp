@@ -9,6 +9,7 @@
 
 #include <condition_variable>
 #include <deque>
+#include <optional>
 #include <thread>
 
 #include "nccl_comms.hpp"
@@ -73,8 +74,8 @@ class ProcessGroupEpyard : public ::c10d::Backend {
   void startCoalescing() override;
   c10::intrusive_ptr<::c10d::Work> endCoalescing() override;
 
-  // The NCCL communicator of `device` (the EP module builds its groups on it).
-  ncclComm_t commFor(c10::DeviceIndex device) { return comms_.get(device)->comm; }
+  // The communicator of `device` (the EP module builds its groups on it, holding a Use).
+  std::shared_ptr<DeviceComm> deviceComm(c10::DeviceIndex device) { return comms_.get(device); }
   void abort() override { comms_.abortAll("aborted by the application"); }
 
  private:
@@ -89,6 +90,8 @@ class ProcessGroupEpyard : public ::c10d::Backend {
                                        std::vector<at::Tensor> inputs, const Launch& launch,
                                        bool blocking = false, bool uncoalescable = false);
   void watch();
+  // One round of the watchdog outside works_mu_: why the group must abort ("" if it need not).
+  std::string asyncError();
 
   std::chrono::milliseconds timeout_;
   NcclComms comms_;
@@ -100,6 +103,7 @@ class ProcessGroupEpyard : public ::c10d::Backend {
   // Coalescing state (the caller's thread only, as in torch).
   bool coalescing_ = false;
   std::shared_ptr<DeviceComm> coalesced_dc_;
+  std::optional<CommState::Use> coalesced_use_;  // the block's NCCL group is open on it
   std::vector<c10::intrusive_ptr<WorkEpyard>> coalesced_works_;
   std::vector<at::Tensor> coalesced_outputs_, coalesced_inputs_;
 };

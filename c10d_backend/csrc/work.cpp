@@ -28,15 +28,15 @@ void WorkEpyard::finish() {
 }
 
 void WorkEpyard::raiseIfAborted() const {
-  TORCH_CHECK(!dc_->aborted, "epyard: ", name_, " failed: ", dc_->abort_reason);
+  if (dc_->state.aborted()) TORCH_CHECK(false, "epyard: ", name_, " failed: ", dc_->state.reason());
 }
 
 bool WorkEpyard::isCompleted() {
-  if (dc_->aborted) return true;
+  if (dc_->state.aborted()) return true;
   return end_.query();
 }
 
-bool WorkEpyard::isSuccess() const { return !dc_->aborted && const_cast<at::cuda::CUDAEvent&>(end_).query(); }
+bool WorkEpyard::isSuccess() const { return !dc_->state.aborted() && const_cast<at::cuda::CUDAEvent&>(end_).query(); }
 
 bool WorkEpyard::wait(std::chrono::milliseconds timeout) {
   raiseIfAborted();
@@ -61,7 +61,7 @@ c10::intrusive_ptr<c10::ivalue::Future> WorkEpyard::getFuture() { return future_
 std::vector<at::Tensor> WorkEpyard::result() { return outputs_; }
 
 bool WorkEpyard::overdue() const {
-  return !dc_->aborted && !const_cast<at::cuda::CUDAEvent&>(end_).query() &&
+  return !dc_->state.aborted() && !const_cast<at::cuda::CUDAEvent&>(end_).query() &&
          std::chrono::steady_clock::now() - start_ > timeout_;
 }
 

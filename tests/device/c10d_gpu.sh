@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the epyard Python package against the device's torch (/opt/torch/.venv) and runs its GPU
 # checks with torchrun: every collective against ProcessGroupNCCL, DDP, errors, epyard.ep against
-# the CPU reference with graph replay and torch.compile (all GPUs, then 2), and a dead rank.
+# the CPU reference with graph replay and torch.compile (all GPUs, then 2), the watchdog against
+# graph capture and abort against calls on another thread (gpu_races.py), and a dead rank.
 # Usage (inside a `device` run, repo root): bash tests/device/c10d_gpu.sh [build|test|perf]...
 # (default "test perf"; "build" alone only builds, e.g. in the background while other GPU work
 # runs; perf: perf/torch_perf.py on all GPUs, PERF_ARGS passed on). C10D_TIMEOUT: seconds
@@ -53,6 +54,10 @@ for n in $ranks; do
   log "exit $?"
   grep -a -E "PASS|FAIL|Error|SKIPPED" "$OUT/c10d_ep_r$n.log" | sort | uniq -c | head -20 | tee -a "$OUT/summary.txt"
 done
+log "gpu_races.py on 2 ranks (graph capture beside the watchdog; abort during calls)"
+timeout 120 $PY -m torch.distributed.run --nproc-per-node 2 tests/c10d/gpu_races.py >"$OUT/c10d_races.log" 2>&1
+log "exit $?"
+grep -a -E "PASS|FAIL|Error" "$OUT/c10d_races.log" | head -20 | tee -a "$OUT/summary.txt"
 log "gpu_dead_rank.py on 2 ranks"
 timeout 120 $PY -m torch.distributed.run --nproc-per-node 2 tests/c10d/gpu_dead_rank.py >"$OUT/c10d_dead.log" 2>&1
 grep -a -E "PASS|FAIL|exiting" "$OUT/c10d_dead.log" | tee -a "$OUT/summary.txt"
