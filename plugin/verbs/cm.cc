@@ -125,8 +125,17 @@ void ConnManager::serve() {
       EPY_WARN("epyard: verbs connection manager stopped: accept: %s", strerror(errno));
       return;
     }
-    answer(fd);
-    ::close(fd);
+    if (answering_.fetch_add(1) < kMaxConcurrentAnswers) {
+      std::thread([this, fd] {  // detached: the manager is never destroyed
+        answer(fd);
+        ::close(fd);
+        answering_.fetch_sub(1);
+      }).detach();
+    } else {
+      answer(fd);
+      ::close(fd);
+      answering_.fetch_sub(1);
+    }
   }
 }
 

@@ -73,6 +73,11 @@ class ConnManager {
   void serve();
   void answer(int fd);
 
+  // Askers answered at once, each on a thread of its own, so that one that connects and sends
+  // nothing stalls only itself (for the 5 s read deadline); beyond that the accept loop answers
+  // in turn, which slows a flood instead of spawning threads for it.
+  static constexpr int kMaxConcurrentAnswers = 16;
+  std::atomic<int> answering_{0};
   std::mutex mutex_;
   std::map<uint32_t, VerbsEndpoint*> endpoints_;
   uint32_t next_id_ = 1;

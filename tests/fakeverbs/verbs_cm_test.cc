@@ -2,6 +2,13 @@
 // address (review finding 12): the address carries a random secret, a request without it is
 // refused and creates nothing. On the emulated device, in this process.
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <thread>
 
 #include <cstdlib>
 #include <cstring>
@@ -57,6 +64,33 @@ TEST_F(VerbsCm, ARequestWithoutTheSecretIsRefused) {
       << "a QP was connected for an asker without the secret";
   EXPECT_NE(b_->lastError().find("secret"), std::string::npos) << b_->lastError();
   EXPECT_TRUE(b_->addPeer(reinterpret_cast<const uint8_t*>(&a), sizeof(a), &peer)) << b_->lastError();
+}
+
+// An asker that connects to the connection manager and sends nothing holds the manager for its
+// 5 s read deadline; askers were answered one at a time, so every connection set-up of the
+// process waited behind it.
+TEST_F(VerbsCm, AnIdleAskerDoesNotStallOthers) {
+  EndpointAddr a = addressOf(a_.get());
+  std::vector<int> idle;
+  for (int i = 0; i < 2; ++i) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_GE(fd, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = a.cm_ipv4;
+    sa.sin_port = a.cm_port;
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)), 0) << strerror(errno);
+    idle.push_back(fd);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the manager has taken them
+  const auto start = std::chrono::steady_clock::now();
+  uint64_t peer = 0;
+  EXPECT_TRUE(b_->addPeer(reinterpret_cast<const uint8_t*>(&a), sizeof(a), &peer)) << b_->lastError();
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+  // Behind two idle askers served in turn this takes 10 s (two read deadlines); answered
+  // alongside them, a round trip on loopback.
+  EXPECT_LT(ms.count(), 2500) << "a connect waited behind idle askers";
+  for (int fd : idle) ::close(fd);
 }
 
 }  // namespace
