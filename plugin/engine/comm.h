@@ -35,6 +35,7 @@ struct Rail {
   int nic_index = 0;
   std::unique_ptr<Endpoint> ep;
   uint64_t peer = 0;
+  bool reached = false;  // `peer` is set (addPeerStep said kDone)
 };
 
 struct Request {
@@ -168,8 +169,10 @@ class SendComm final : public Comm {
   ncclResult_t planWrites(Request* req, const CtsBuffer& dst, const uint8_t* src, size_t size,
                           RegEntry* reg);
 
-  enum class ConnectState { kSendMsg, kWaitAccept, kConnected };
-  ConnectState state_ = ConnectState::kSendMsg;
+  // Reach the listener, send it our message, wait for its answer, reach each rail it names.
+  enum class ConnectState { kReachListener, kSendMsg, kWaitAccept, kReachRails, kConnected };
+  ConnectState state_ = ConnectState::kReachListener;
+  std::vector<uint8_t> listen_addr_;
   uint64_t listen_peer_ = 0;
   uint64_t conn_id_ = 0;
   int64_t connect_deadline_ns_ = 0;
@@ -211,6 +214,7 @@ class RecvComm final : public Comm {
 
   bool answer_posted_ = false, answer_sent_ = false;
   int64_t accept_deadline_ns_ = 0;
+  std::vector<RailAddr> sender_rails_;  // the connect message's rail addresses, reached in acceptStep
   OpContext ctrl_send_ctx_;
   OpContext cts_ctx_[kMaxRequests];
   uint64_t recv_seq_ = 0;

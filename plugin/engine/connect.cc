@@ -143,10 +143,7 @@ ncclResult_t RecvComm::startAccept(const ConnectMsg& msg, int rails) {
                msg.rail_addrs[r].len);
       return ncclRemoteError;
     }
-    if (!rail.ep->addPeer(msg.rail_addrs[r].bytes, msg.rail_addrs[r].len, &rail.peer)) {
-      EPY_WARN("epyard: accept: rail %d: %s", r, rail.ep->lastError().c_str());
-      return ncclSystemError;
-    }
+    sender_rails_.push_back(msg.rail_addrs[r]);
     if (!fillRailAddr(rail.ep.get(), &answer->rail_addrs[r], &error)) {
       EPY_WARN("epyard: accept: %s", error.c_str());
       return ncclSystemError;
@@ -170,6 +167,24 @@ ncclResult_t RecvComm::startAccept(const ConnectMsg& msg, int rails) {
 
 ncclResult_t RecvComm::acceptStep(bool* done) {
   *done = false;
+  bool reaching = false;
+  for (size_t r = 0; r < sender_rails_.size(); ++r) {
+    Rail& rail = rails_[r];
+    if (rail.reached) continue;
+    switch (rail.ep->addPeerStep(sender_rails_[r].bytes, sender_rails_[r].len, &rail.peer)) {
+      case Endpoint::AddPeer::kDone: rail.reached = true; break;
+      case Endpoint::AddPeer::kPending: reaching = true; break;
+      case Endpoint::AddPeer::kFailed:
+        EPY_WARN("epyard: accept: rail %zu: %s", r, rail.ep->lastError().c_str());
+        return ncclRemoteError;
+    }
+  }
+  if (reaching) {
+    if (nowNs() <= accept_deadline_ns_) return ncclSuccess;
+    EPY_WARN("epyard: accept: the sender's rails could not be reached within %lld ms (EPYARD_NET_TIMEOUT_MS)",
+             static_cast<long long>(timeout_ns_ / 1000000));
+    return ncclRemoteError;
+  }
   if (!answer_posted_) {
     PostResult pr = rails_[0].ep->postSend(rails_[0].peer, block_->msg_out, sizeof(AcceptMsg),
                                            blockDesc(0), &ctrl_send_ctx_);
@@ -203,12 +218,8 @@ ncclResult_t SendComm::startConnect(const ConnectHandle& handle, int rails) {
     return ncclSystemError;
   }
   Rail& rail0 = rails_[0];
-  if (!rail0.ep->addPeer(handle.addr, handle.addr_len, &listen_peer_)) {
-    EPY_WARN("epyard: connect: the handle's address is not usable: %s",
-             rail0.ep->lastError().c_str());
-    return ncclInvalidArgument;
-  }
-  listener_name_ = rail0.ep->peerName(listen_peer_);
+  listen_addr_.assign(handle.addr, handle.addr + handle.addr_len);  // reached in connectStep
+  listener_name_ = "the listening peer";  // named once reached
   ctrl_send_ctx_.owner = this;
   ctrl_send_ctx_.tag = kOpCtrlSend;
   ctrl_recv_ctx_.owner = this;
@@ -235,12 +246,24 @@ ncclResult_t SendComm::startConnect(const ConnectHandle& handle, int rails) {
     msg->block.keys[r] = blockKey(r);
   }
   connect_deadline_ns_ = nowNs() + timeout_ns_;
-  state_ = ConnectState::kSendMsg;
+  state_ = ConnectState::kReachListener;
   return ncclSuccess;
 }
 
 ncclResult_t SendComm::connectStep(bool* done) {
   *done = false;
+  if (state_ == ConnectState::kReachListener) {
+    switch (rails_[0].ep->addPeerStep(listen_addr_.data(), listen_addr_.size(), &listen_peer_)) {
+      case Endpoint::AddPeer::kDone:
+        listener_name_ = rails_[0].ep->peerName(listen_peer_);
+        state_ = ConnectState::kSendMsg;
+        break;
+      case Endpoint::AddPeer::kPending: break;
+      case Endpoint::AddPeer::kFailed:
+        EPY_WARN("epyard: connect: cannot reach the handle's address: %s", rails_[0].ep->lastError().c_str());
+        return ncclRemoteError;
+    }
+  }
   if (state_ == ConnectState::kSendMsg) {
     PostResult pr = rails_[0].ep->postSend(listen_peer_, block_->msg_out, sizeof(ConnectMsg),
                                            blockDesc(0), &ctrl_send_ctx_);
@@ -269,16 +292,30 @@ ncclResult_t SendComm::connectStep(bool* done) {
                  listener_name_.c_str(), bad, r, answer->rail_addrs[r].len);
         return ncclRemoteError;
       }
-      if (!rails_[r].ep->addPeer(answer->rail_addrs[r].bytes, answer->rail_addrs[r].len,
-                                 &rails_[r].peer)) {
-        EPY_WARN("epyard: connect: rail %zu: %s", r, rails_[r].ep->lastError().c_str());
-        return ncclSystemError;
+    }
+    state_ = ConnectState::kReachRails;  // the answer stays in msg_in: no receive follows it
+  }
+  if (state_ == ConnectState::kReachRails) {
+    const auto* answer = reinterpret_cast<const AcceptMsg*>(block_->msg_in);
+    bool reaching = false;
+    for (size_t r = 0; r < rails_.size(); ++r) {
+      if (rails_[r].reached) continue;
+      switch (rails_[r].ep->addPeerStep(answer->rail_addrs[r].bytes, answer->rail_addrs[r].len,
+                                        &rails_[r].peer)) {
+        case Endpoint::AddPeer::kDone: rails_[r].reached = true; break;
+        case Endpoint::AddPeer::kPending: reaching = true; break;
+        case Endpoint::AddPeer::kFailed:
+          EPY_WARN("epyard: connect to %s: rail %zu: %s", listener_name_.c_str(), r,
+                   rails_[r].ep->lastError().c_str());
+          return ncclRemoteError;
       }
     }
-    peer_block_ = answer->block;
-    last_activity_ns_ = nowNs();
-    state_ = ConnectState::kConnected;
-    startThreadedProgress();
+    if (!reaching) {
+      peer_block_ = answer->block;
+      last_activity_ns_ = nowNs();
+      state_ = ConnectState::kConnected;
+      startThreadedProgress();
+    }
   }
   if (state_ == ConnectState::kConnected) {
     *done = true;

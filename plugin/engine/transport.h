@@ -61,6 +61,13 @@ class Endpoint {
   virtual bool localAddress(std::vector<uint8_t>* out) = 0;
   // Makes a peer reachable; *peer is the handle used when posting to it.
   virtual bool addPeer(const uint8_t* addr, size_t len, uint64_t* peer) = 0;
+  // addPeer without blocking, for the connect and accept state machines: kPending means the
+  // peer is being reached (verbs asks its connection manager on a thread of its own); call
+  // again with the same address. Transports whose addPeer is immediate use the default.
+  enum class AddPeer { kDone, kPending, kFailed };
+  virtual AddPeer addPeerStep(const uint8_t* addr, size_t len, uint64_t* peer) {
+    return addPeer(addr, len, peer) ? AddPeer::kDone : AddPeer::kFailed;
+  }
   virtual PostResult postRecv(void* buf, size_t len, void* desc, OpContext* ctx) = 0;
   virtual PostResult postSend(uint64_t peer, const void* buf, size_t len, void* desc,
                               OpContext* ctx) = 0;

@@ -33,6 +33,7 @@ VerbsEndpoint::VerbsEndpoint(VerbsNic* nic) : nic_(nic), api_(nic->api()) {}
 
 VerbsEndpoint::~VerbsEndpoint() {
   if (cm_ != nullptr && id_ != 0) cm_->remove(id_);  // no new peers from here on
+  for (auto& [key, r] : reaching_) r->worker.join();  // bounded by the request's timeout
   for (Peer& p : peers_) api_->destroy_qp(p.qp);
   if (srq_ != nullptr) api_->destroy_srq(srq_);
   if (bounce_mr_ != nullptr) api_->dereg_mr(bounce_mr_);
@@ -195,12 +196,17 @@ uint64_t VerbsEndpoint::insertPeer(const EndpointAddr& addr, struct ibv_qp* qp) 
   return index;
 }
 
-bool VerbsEndpoint::addPeer(const uint8_t* addr, size_t len, uint64_t* peer) {
-  EndpointAddr to{};
-  if (len != sizeof(to) || (memcpy(&to, addr, sizeof(to)), to.magic != kEndpointAddrMagic)) {
+bool VerbsEndpoint::parsePeer(const uint8_t* addr, size_t len, EndpointAddr* to) {
+  if (len != sizeof(*to) || (memcpy(to, addr, sizeof(*to)), to->magic != kEndpointAddrMagic)) {
     setError("not a verbs endpoint address (" + std::to_string(len) + " bytes)");
     return false;
   }
+  return true;
+}
+
+bool VerbsEndpoint::addPeer(const uint8_t* addr, size_t len, uint64_t* peer) {
+  EndpointAddr to{};
+  if (!parsePeer(addr, len, &to)) return false;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     auto it = peer_index_.find(keyOf(to));
@@ -210,11 +216,52 @@ bool VerbsEndpoint::addPeer(const uint8_t* addr, size_t len, uint64_t* peer) {
     }
   }
   std::string error;
-  struct ibv_qp* qp = createQp(&error);
-  if (qp == nullptr) {
+  if (!connectTo(to, peer, &error)) {
     setError(error);
     return false;
   }
+  return true;
+}
+
+Endpoint::AddPeer VerbsEndpoint::addPeerStep(const uint8_t* addr, size_t len, uint64_t* peer) {
+  EndpointAddr to{};
+  if (!parsePeer(addr, len, &to)) return AddPeer::kFailed;
+  const std::string key = keyOf(to);
+  std::unique_ptr<Reaching> finished;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = reaching_.find(key);
+    if (it == reaching_.end()) {
+      auto known = peer_index_.find(key);
+      if (known != peer_index_.end()) {  // connected already (it asked us first)
+        *peer = known->second;
+        return AddPeer::kDone;
+      }
+      auto r = std::make_unique<Reaching>();
+      Reaching* raw = r.get();
+      raw->worker = std::thread([this, to, raw] {
+        raw->ok = connectTo(to, &raw->peer, &raw->error);
+        raw->done.store(true, std::memory_order_release);
+      });
+      reaching_.emplace(key, std::move(r));
+      return AddPeer::kPending;
+    }
+    if (!it->second->done.load(std::memory_order_acquire)) return AddPeer::kPending;
+    finished = std::move(it->second);
+    reaching_.erase(it);
+  }
+  finished->worker.join();
+  if (!finished->ok) {
+    setError(finished->error);
+    return AddPeer::kFailed;
+  }
+  *peer = finished->peer;
+  return AddPeer::kDone;
+}
+
+bool VerbsEndpoint::connectTo(const EndpointAddr& to, uint64_t* peer, std::string* error) {
+  struct ibv_qp* qp = createQp(error);
+  if (qp == nullptr) return false;
   std::vector<uint8_t> mine;
   localAddress(&mine);
   EndpointAddr me{};
@@ -222,9 +269,8 @@ bool VerbsEndpoint::addPeer(const uint8_t* addr, size_t len, uint64_t* peer) {
   const QpInfo local{qp->qp_num, randomPsn()};
   QpInfo remote;
   const int timeout_ms = static_cast<int>(std::min<int64_t>(params().timeout_ms, 30000));
-  if (!cm_->request(to, me, local, &remote, timeout_ms, &error) || !connectQp(qp, to, remote, local.psn, &error)) {
+  if (!cm_->request(to, me, local, &remote, timeout_ms, error) || !connectQp(qp, to, remote, local.psn, error)) {
     api_->destroy_qp(qp);
-    setError(error);
     return false;
   }
   *peer = insertPeer(to, qp);

@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "engine/transport.h"
@@ -141,6 +142,7 @@ class VerbsEndpoint final : public Endpoint {
 
   bool localAddress(std::vector<uint8_t>* out) override;
   bool addPeer(const uint8_t* addr, size_t len, uint64_t* peer) override;
+  AddPeer addPeerStep(const uint8_t* addr, size_t len, uint64_t* peer) override;
   PostResult postRecv(void* buf, size_t len, void* desc, OpContext* ctx) override;
   PostResult postSend(uint64_t peer, const void* buf, size_t len, void* desc,
                       OpContext* ctx) override;
@@ -182,6 +184,18 @@ class VerbsEndpoint final : public Endpoint {
   bool connectQp(struct ibv_qp* qp, const EndpointAddr& to, const QpInfo& remote, uint32_t local_psn,
                  std::string* error);
   uint64_t insertPeer(const EndpointAddr& addr, struct ibv_qp* qp);
+  // addPeer's parts: the address checked (false with the error set), then the blocking round
+  // trip through the peer's connection manager (thread-safe; the error returned, not set).
+  bool parsePeer(const uint8_t* addr, size_t len, EndpointAddr* to);
+  bool connectTo(const EndpointAddr& to, uint64_t* peer, std::string* error);
+  // A connectTo running on a thread of its own (addPeerStep).
+  struct Reaching {
+    std::thread worker;
+    std::atomic<bool> done{false};
+    bool ok = false;
+    uint64_t peer = 0;
+    std::string error;
+  };
   bool postBounce(int i);
   void onMessage(int bounce, size_t length, std::vector<Completion>* ready);
   // Posts one signaled work request of `op` to `peer`'s QP (imm in host order).
@@ -203,6 +217,7 @@ class VerbsEndpoint final : public Endpoint {
   std::vector<Peer> peers_;
   std::map<std::string, uint64_t> peer_index_;
   std::set<uint32_t> peer_qps_;  // QPs this endpoint connected: arrivals on any other are dropped
+  std::map<std::string, std::unique_ptr<Reaching>> reaching_;  // by peer key
   uint64_t dropped_ = 0;         // arrivals from unknown QPs
   std::deque<PostedRecv> posted_;          // the engine's receive buffers, oldest first
   std::deque<std::vector<uint8_t>> early_;  // messages that came before a receive was posted

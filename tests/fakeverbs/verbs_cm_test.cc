@@ -93,5 +93,55 @@ TEST_F(VerbsCm, AnIdleAskerDoesNotStallOthers) {
   for (int fd : idle) ::close(fd);
 }
 
+// Reaching a peer goes through its connection manager, a TCP round trip of up to the net
+// timeout; the connect and accept state machines must not block on it (NCCL calls them in a
+// loop from its own threads), so addPeerStep answers at once and reports the outcome later.
+TEST_F(VerbsCm, ReachingAPeerDoesNotBlockTheCaller) {
+  Params p = loadParams();
+  p.timeout_ms = 600;
+  setParams(p);
+  // A "connection manager" that takes the connection and never answers.
+  const int silent = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(silent, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(sa);
+  ASSERT_EQ(::bind(silent, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)), 0);
+  ASSERT_EQ(::listen(silent, 4), 0);
+  ASSERT_EQ(::getsockname(silent, reinterpret_cast<sockaddr*>(&sa), &len), 0);
+  EndpointAddr to = addressOf(a_.get());
+  to.cm_ipv4 = sa.sin_addr.s_addr;
+  to.cm_port = sa.sin_port;
+  const auto start = std::chrono::steady_clock::now();
+  uint64_t peer = 0;
+  const auto* bytes = reinterpret_cast<const uint8_t*>(&to);
+  EXPECT_EQ(b_->addPeerStep(bytes, sizeof(to), &peer), Endpoint::AddPeer::kPending);
+  const auto first = std::chrono::steady_clock::now() - start;
+  // The round trip is bounded by the timeout: the step then reports the failure, naming it.
+  Endpoint::AddPeer r = Endpoint::AddPeer::kPending;
+  while (r == Endpoint::AddPeer::kPending && std::chrono::steady_clock::now() - start < std::chrono::seconds(10)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    r = b_->addPeerStep(bytes, sizeof(to), &peer);
+  }
+  EXPECT_LT(std::chrono::duration_cast<std::chrono::milliseconds>(first).count(), 300)
+      << "the first step waited for the connection manager";
+  EXPECT_EQ(r, Endpoint::AddPeer::kFailed);
+  EXPECT_NE(b_->lastError().find("connection manager"), std::string::npos) << b_->lastError();
+  // And a peer that answers is reached the same way.
+  EndpointAddr a = addressOf(a_.get());
+  r = Endpoint::AddPeer::kPending;
+  while (r == Endpoint::AddPeer::kPending && std::chrono::steady_clock::now() - start < std::chrono::seconds(20)) {
+    r = b_->addPeerStep(reinterpret_cast<const uint8_t*>(&a), sizeof(a), &peer);
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_EQ(r, Endpoint::AddPeer::kDone) << b_->lastError();
+  uint64_t again = ~0ull;
+  EXPECT_EQ(b_->addPeerStep(reinterpret_cast<const uint8_t*>(&a), sizeof(a), &again), Endpoint::AddPeer::kDone);
+  EXPECT_EQ(again, peer);
+  ::close(silent);
+  setParams(loadParams());
+}
+
 }  // namespace
 }  // namespace epyard::net::verbs
