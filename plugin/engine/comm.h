@@ -190,9 +190,15 @@ class SendComm final : public Comm {
   SendTamper tamper_;
 };
 
+// Test seam (tests/unit/hostile_peer_test.cc): sees every clear-to-send entry this comm writes
+// to its sender, before posting, and may change it as a faulty or hostile receiver would (the
+// bytes written stay those of the entry as built). Empty in production.
+using CtsTamper = std::function<void(CtsEntry* entry)>;
+
 class RecvComm final : public Comm {
  public:
   explicit RecvComm(Device* dev) : Comm(CommKind::kRecv, dev) {}
+  void setTamper(CtsTamper tamper) { tamper_ = std::move(tamper); }
   ncclResult_t irecv(int n, void** data, const size_t* sizes, const int* tags, RegEntry** regs,
                      Request** out);
   // After a receive into GPU memory on a NIC that needs it (or always, with
@@ -211,6 +217,7 @@ class RecvComm final : public Comm {
   void onLocalCompletion(OpContext* ctx, size_t length) override;
   void onRemoteWrite(uint32_t imm) override;
   void checkBuffer(Request* req, uint32_t buffer);
+  CtsTamper tamper_;
 
   bool answer_posted_ = false, answer_sent_ = false;
   int64_t accept_deadline_ns_ = 0;

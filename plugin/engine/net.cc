@@ -402,6 +402,7 @@ ncclResult_t netTest(void* request, int* done, int* sizes) {
 }
 
 SendComm* sendCommForTesting(void* send_comm) { return asComm<SendComm>(send_comm, CommKind::kSend); }
+RecvComm* recvCommForTesting(void* recv_comm) { return asComm<RecvComm>(recv_comm, CommKind::kRecv); }
 
 ncclResult_t netCloseSend(void* send_comm) {
   auto* comm = asComm<SendComm>(send_comm, CommKind::kSend);

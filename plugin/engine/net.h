@@ -52,5 +52,7 @@ ncclResult_t netMakeVDevice(int* dev, int ndevs, const int* devs);
 
 // Tests only: the SendComm behind `send_comm` (nullptr when it is not one), for SendComm::setTamper.
 class SendComm* sendCommForTesting(void* send_comm);
+// Tests only: the RecvComm behind `recv_comm` (nullptr when it is not one), for RecvComm::setTamper.
+class RecvComm* recvCommForTesting(void* recv_comm);
 
 }  // namespace epyard::net

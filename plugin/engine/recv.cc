@@ -135,10 +135,12 @@ ncclResult_t RecvComm::irecv(int n, void** data, const size_t* sizes, const int*
     for (size_t r = 0; r < rails_.size(); ++r)
       b.keys[r] = regs[i] != nullptr ? regs[i]->regs[rails_[r].nic_index].key : 0;
   }
+  const size_t wire_bytes = ctsWireBytes(entry->count);
+  if (tamper_) tamper_(entry);
   Rail& rail = rails_[0];
   uint64_t remote = peer_block_.addr + offsetof(ControlBlock, ring) + slot * sizeof(CtsEntry);
   PostResult pr =
-      rail.ep->postWrite(rail.peer, entry, ctsWireBytes(entry->count), blockDesc(0),
+      rail.ep->postWrite(rail.peer, entry, wire_bytes, blockDesc(0),
                          rail.nic->targetAddress(remote, peer_block_.addr), peer_block_.keys[0],
                          true, encodeImm(ImmKind::kCts, slot, 0, 0), &cts_ctx_[slot]);
   if (pr != PostResult::kPosted) {
