@@ -35,4 +35,6 @@ cudaError_t launchLlCombine(const LlCombineArgs& args, int grid, cudaStream_t st
   return cudaGetLastError();
 }
 
+cudaError_t loadLlCombineKernels() { return loadKernel(llCombineKernel); }
+
 }  // namespace epyard::ep

@@ -52,4 +52,6 @@ cudaError_t launchLlBarrier(const LlControlArgs& args, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
+cudaError_t loadLlControlKernels() { return loadKernel(llControlKernel); }
+
 }  // namespace epyard::ep

@@ -35,4 +35,6 @@ cudaError_t launchLlDispatch(const LlDispatchArgs& args, int grid, cudaStream_t 
   return cudaGetLastError();
 }
 
+cudaError_t loadLlDispatchKernels() { return loadKernel(llDispatchKernel); }
+
 }  // namespace epyard::ep

@@ -135,4 +135,6 @@ cudaError_t launchLlLayout(const LlLayoutArgs& args, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
+cudaError_t loadLlLayoutKernels() { return loadKernel(llLayoutKernel); }
+
 }  // namespace epyard::ep

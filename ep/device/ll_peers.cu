@@ -25,4 +25,6 @@ cudaError_t launchLsaPointers(void* window, int num_ranks, uint64_t* out, cudaSt
   return cudaGetLastError();
 }
 
+cudaError_t loadLsaPointerKernels() { return loadKernel(lsaPointersKernel); }
+
 }  // namespace epyard::ep

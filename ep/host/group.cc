@@ -284,6 +284,7 @@ ncclResult_t createGroup(ncclEpGroup* g, ncclComm_t comm, epyardEpVirtualWorld* 
   g->grid = config->max_num_sms != NCCL_EP_AUTO && static_cast<int>(config->max_num_sms) < sms
                 ? static_cast<int>(config->max_num_sms)
                 : sms;
+  EP_CUDA(g, loadLlKernels());  // before any launch: see ll_launch.h
   EP_CUDA(g, prepareLlLayout(static_cast<int>(config->max_dispatch_tokens_per_rank),
                              static_cast<int>(config->num_experts), g->num_ranks));
 

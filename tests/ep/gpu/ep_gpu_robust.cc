@@ -125,30 +125,38 @@ void caseErrors(Ctx& c) {
   EP_OK(ncclEpGroupDestroy(g), nullptr);
 }
 
-// 100 create/destroy cycles leave device memory where it was; a caller allocator sees every
-// allocation freed; a handle in caller memory works (ncclEpHandleMemSize).
+// Create/destroy cycles leave device memory where it was (after a one-time growth); a caller
+// allocator sees every allocation freed; a handle in caller memory works (ncclEpHandleMemSize).
 void caseLifecycle(Ctx& c) {
   ref::LlShape s{c.ranks(), 4 * c.ranks(), 64, 2048, 4};
   for (int i = 0; i < 3; ++i) EP_OK(ncclEpGroupDestroy(makeGroup(c, s)), nullptr);  // warm NCCL up
-  size_t free_before = 0, free_after = 0, total = 0;
-  c.sync("lifecycle: before measuring");  // virtual ranks: the device is everybody's
-  CUDA_CHECK(cudaDeviceSynchronize());
-  CUDA_CHECK(cudaMemGetInfo(&free_before, &total));
-  c.sync("lifecycle: measured");
+  // Device memory is measured three times: before, after 50 cycles and after 50 more. The first
+  // stretch may grow once (the driver sizing what concurrent kernels need: 10 MiB on 2 virtual
+  // ranks, 34 MiB on 4, seen on an H100), a leak grows in both; so the second stretch must lose
+  // nothing beyond allocation granularity.
   Round r(s, ref::LlOptions{}, s.max_tokens - c.rank());
-  for (int i = 0; i < 100; ++i) {
-    ncclEpGroup_t g = makeGroup(c, s);
-    ncclEpHandle_t h = makeHandle(g, r);
-    EP_OK(ncclEpHandleDestroy(h), g);
-    EP_OK(ncclEpGroupDestroy(g), nullptr);
+  size_t free_mib[3] = {};
+  for (int stretch = 0; stretch < 3; ++stretch) {
+    for (int i = 0; stretch > 0 && i < 50; ++i) {
+      ncclEpGroup_t g = makeGroup(c, s);
+      ncclEpHandle_t h = makeHandle(g, r);
+      EP_OK(ncclEpHandleDestroy(h), g);
+      EP_OK(ncclEpGroupDestroy(g), nullptr);
+    }
+    c.sync("lifecycle: before measuring");  // virtual ranks: the device is everybody's
+    CUDA_CHECK(cudaDeviceSynchronize());
+    size_t free_bytes = 0, total = 0;
+    CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total));
+    free_mib[stretch] = free_bytes >> 20;
+    c.sync("lifecycle: measured");
   }
-  c.sync("lifecycle: after 100 cycles");
-  CUDA_CHECK(cudaDeviceSynchronize());
-  CUDA_CHECK(cudaMemGetInfo(&free_after, &total));
-  c.sync("lifecycle: measured again");
-  const long long lost = static_cast<long long>(free_before) - static_cast<long long>(free_after);
-  if (lost > (16ll << 20)) die("lifecycle: 100 create/destroy cycles lost %lld bytes of device memory", lost);
-  if (c.rank() == 0) std::printf("  ok: 100 create/destroy cycles, device memory change %lld bytes\n", lost);
+  const long long first = static_cast<long long>(free_mib[0]) - static_cast<long long>(free_mib[1]);
+  const long long second = static_cast<long long>(free_mib[1]) - static_cast<long long>(free_mib[2]);
+  if (second > 8 || first > 256)
+    die("lifecycle: create/destroy cycles lost device memory: %lld MiB in the first 50, %lld MiB in the next 50",
+        first, second);
+  if (c.rank() == 0)
+    std::printf("  ok: 100 create/destroy cycles, device memory change %lld MiB then %lld MiB\n", first, second);
 
   CountingAlloc counts;
   ncclEpGroup_t g = makeGroup(c, s, [&](ncclEpGroupConfig_t* cfg) {
