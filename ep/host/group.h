@@ -45,6 +45,10 @@ struct ncclEpGroup {
   epyard::ep::Allocator alloc;
   uint64_t timeout_ns = 0;
   int grid = 0;  // blocks of a dispatch/combine launch
+  // send_only ops waiting for ncclEpComplete, per kind (dispatch, combine). Each op's launch
+  // needs the credit that the receive of the op two before it returns, so a third op of a kind
+  // behind two staged ones would wait for a complete queued after it: it is refused instead.
+  int staged[2] = {0, 0};
 
   ncclDevComm dev_comm{};
   bool dev_comm_made = false;

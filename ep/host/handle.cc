@@ -165,6 +165,8 @@ ncclResult_t handleDestroy(ncclEpHandle_t h) {
     cudaDeviceSynchronize();
     g->alloc.release(h->mem);
   }
+  if (h->pending == ncclEpHandle::Pending::kDispatch) --g->staged[0];  // abandoned: never completed
+  if (h->pending == ncclEpHandle::Pending::kCombine) --g->staged[1];
   {
     std::lock_guard<std::mutex> lock(g->mu);
     --g->live_handles;

@@ -53,6 +53,16 @@ ncclResult_t checkOpHandle(ncclEpHandle_t h, const char* op) {
   return ncclSuccess;
 }
 
+constexpr int kStagedDispatch = 0, kStagedCombine = 1, kMaxStaged = 2;
+
+ncclResult_t checkCredit(ncclEpGroup_t g, int kind, const char* op) {
+  if (g->staged[kind] < kMaxStaged) return ncclSuccess;
+  return fail(g, ncclInvalidUsage,
+              std::string(op) + ": two earlier send_only " + op + " calls of this group wait for "
+                  "ncclEpComplete, and another would wait for the buffer credit they hold: complete "
+                  "one first");
+}
+
 // Rows of a dispatch output: [L, R*B] expert-major or [R, B] rank-major.
 void outputRows(ncclEpHandle_t h, long* d0, long* d1) {
   ncclEpGroup_t g = h->group;
@@ -156,6 +166,7 @@ ncclResult_t dispatch(ncclEpHandle_t h, const ncclEpDispatchInputs_t* inputs,
                       const ncclEpDispatchConfig_t* config, cudaStream_t stream) {
   EP_CHECK(checkOpHandle(h, "ncclEpDispatch"));
   ncclEpGroup_t g = h->group;
+  EP_CHECK(checkCredit(g, kStagedDispatch, "ncclEpDispatch"));
   LlDispatchArgs a{};
   a.c = h->common();
   EP_CHECK(checkDispatch(h, inputs, outputs, config, &a));
@@ -170,6 +181,7 @@ ncclResult_t dispatch(ncclEpHandle_t h, const ncclEpDispatchInputs_t* inputs,
   if (send_only) {
     h->pending = ncclEpHandle::Pending::kDispatch;
     h->pending_dispatch = a;
+    ++g->staged[kStagedDispatch];
   }
   h->dispatched = !send_only;
   return ncclSuccess;
@@ -180,6 +192,7 @@ ncclResult_t combine(ncclEpHandle_t h, const ncclEpCombineInputs_t* inputs,
                      cudaStream_t stream) {
   EP_CHECK(checkOpHandle(h, "ncclEpCombine"));
   ncclEpGroup_t g = h->group;
+  EP_CHECK(checkCredit(g, kStagedCombine, "ncclEpCombine"));
   LlCombineArgs a{};
   a.c = h->common();
   EP_CHECK(checkCombine(h, inputs, outputs, config, &a));
@@ -189,6 +202,7 @@ ncclResult_t combine(ncclEpHandle_t h, const ncclEpCombineInputs_t* inputs,
   if (send_only) {
     h->pending = ncclEpHandle::Pending::kCombine;
     h->pending_combine = a;
+    ++g->staged[kStagedCombine];
   }
   return ncclSuccess;
 }
@@ -204,12 +218,14 @@ ncclResult_t complete(ncclEpHandle_t h, const ncclEpCompleteConfig_t* config, cu
       a.phases = kPhaseRecv;
       EP_CUDA(g, launchLlDispatch(a, g->grid, stream));
       h->dispatched = true;
+      --g->staged[kStagedDispatch];
       break;
     }
     case ncclEpHandle::Pending::kCombine: {
       LlCombineArgs a = h->pending_combine;
       a.phases = kPhaseRecv;
       EP_CUDA(g, launchLlCombine(a, g->grid, stream));
+      --g->staged[kStagedCombine];
       break;
     }
     default:

@@ -276,6 +276,32 @@ void caseStaged(Ctx& c) {
     }
     EP_OK(ncclEpHandleDestroy(h), g);
   }
+  // Two staged dispatches hold the buffer credit a third needs: it is refused (it used to wait
+  // for a complete queued after it, until the timeout), and runs once one is completed.
+  std::vector<std::unique_ptr<Round>> rounds;
+  std::vector<ncclEpHandle_t> hs;
+  for (int k = 0; k < 3; ++k) {
+    rounds.push_back(std::make_unique<Round>(s, opts(kEm, false, false), tokensOf(s, c.rank(), RoutingSpec{})));
+    hs.push_back(makeHandle(g, *rounds[k]));
+    rounds[k]->prepare(c.rank(), 320 + k, RoutingSpec{});
+    rounds[k]->update(hs[k], c.stream);
+  }
+  rounds[0]->dispatch(hs[0], c.stream, true, false);
+  rounds[1]->dispatch(hs[1], c.stream, true, false);
+  expectError(ncclEpDispatch(hs[2], &rounds[2]->din, &rounds[2]->dout, nullptr, nullptr, c.stream),
+              ncclInvalidUsage, g, "complete one first", "a third dispatch behind two staged ones");
+  EP_OK(ncclEpComplete(hs[0], nullptr, c.stream), g);
+  rounds[2]->dispatch(hs[2], c.stream, true, false);  // now there is credit
+  EP_OK(ncclEpComplete(hs[1], nullptr, c.stream), g);
+  EP_OK(ncclEpComplete(hs[2], nullptr, c.stream), g);
+  for (int k = 0; k < 3; ++k) {
+    rounds[k]->combine(hs[k], c.stream);
+    rounds[k]->check(c.rank(), "staged: three handles, two staged at a time");
+    EP_OK(ncclEpHandleDestroy(hs[k]), g);
+  }
+  int async = 0;
+  EP_OK(ncclEpGetAsyncError(g, &async), g);
+  if (async != ncclSuccess) die("staged: async error %d after the refused third dispatch", async);
   EP_OK(ncclEpGroupDestroy(g), nullptr);
 }
 

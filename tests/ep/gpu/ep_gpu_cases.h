@@ -105,6 +105,10 @@ struct Round {
 
 ncclEpHandle_t makeHandle(ncclEpGroup_t g, Round& r, const ncclEpTensor_t* mem = nullptr);
 
+// Dies unless `got` is `want` and the group's last error mentions `needle`.
+void expectError(ncclResult_t got, ncclResult_t want, ncclEpGroup_t g, const char* needle,
+                 const char* what);
+
 // Cases in ep_gpu_robust.cc.
 void caseMasks(Ctx& c);
 void caseErrors(Ctx& c);

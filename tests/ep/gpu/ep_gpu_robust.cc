@@ -10,7 +10,6 @@
 #include "ep_gpu_cases.h"
 
 namespace epyard::ep::test {
-namespace {
 
 void expectError(ncclResult_t got, ncclResult_t want, ncclEpGroup_t g, const char* needle,
                  const char* what) {
@@ -21,6 +20,8 @@ void expectError(ncclResult_t got, ncclResult_t want, ncclEpGroup_t g, const cha
     die("%s: message \"%s\" does not mention \"%s\"", what, msg, needle);
   if (g_rank == 0) std::printf("  ok: %s -> \"%s\"\n", what, msg);
 }
+
+namespace {
 
 struct CountingAlloc {
   int allocs = 0, frees = 0;
