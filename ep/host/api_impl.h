@@ -12,6 +12,9 @@ ncclResult_t virtualGroupCreate(ncclEpGroup_t* out, epyardEpVirtualWorld* world,
                                 const ncclEpGroupConfig_t* config);
 ncclResult_t groupDestroy(ncclEpGroup_t g);
 ncclResult_t checkHealthy(ncclEpGroup_t g);
+// Waits for everything queued on the group's device (whatever device is current), before a
+// destroy frees what the group's kernels may still use.
+void syncGroupDevice(ncclEpGroup_t g);
 // Turns the group's fault word into a message (stored as the group's last error) and a code.
 void describeAsyncError(ncclEpGroup_t g, int* code_out);
 ncclResult_t asyncError(ncclEpGroup_t g, int* error_out);

@@ -117,7 +117,9 @@ void releaseWorldBuffer(ncclEpGroup* g) {
 
 // Everything a group holds, in reverse order of creation; safe on a half-built group.
 void releaseGroup(ncclEpGroup* g) {
-  if (g->setup_stream != nullptr) cudaStreamSynchronize(g->setup_stream);
+  // The caller's streams may still run this group's kernels: they end (bounded by the group's
+  // timeout) before their buffers go. (No stream: the group never reached its device.)
+  if (g->setup_stream != nullptr) syncGroupDevice(g);
   printTrace(g);
   if (g->dev_comm_made) ncclDevCommDestroy(g->comm, &g->dev_comm);
   if (g->window != nullptr) ncclCommWindowDeregister(g->comm, g->window);
@@ -372,6 +374,14 @@ ncclResult_t virtualGroupCreate(ncclEpGroup_t* out, epyardEpVirtualWorld* world,
                                 const ncclEpGroupConfig_t* config) {
   if (world == nullptr) return fail(nullptr, ncclInvalidArgument, "world is NULL");
   return newGroup(out, nullptr, world, rank, config);
+}
+
+void syncGroupDevice(ncclEpGroup_t g) {
+  int current = -1;
+  if (cudaGetDevice(&current) != cudaSuccess) current = -1;
+  if (current != g->device) cudaSetDevice(g->device);
+  cudaDeviceSynchronize();
+  if (current >= 0 && current != g->device) cudaSetDevice(current);
 }
 
 ncclResult_t groupDestroy(ncclEpGroup_t g) {

@@ -161,8 +161,9 @@ ncclResult_t handleDestroy(ncclEpHandle_t h) {
   if (h == nullptr) return fail(nullptr, ncclInvalidArgument, "handle is NULL");
   ncclEpGroup_t g = h->group;
   if (h->owns_mem) {
-    // Kernels of this handle may still run on the caller's streams.
-    cudaDeviceSynchronize();
+    // Kernels of this handle may still run on the caller's streams, on the group's device
+    // (which need not be the current one).
+    syncGroupDevice(g);
     g->alloc.release(h->mem);
   }
   if (h->pending == ncclEpHandle::Pending::kDispatch) --g->staged[0];  // abandoned: never completed

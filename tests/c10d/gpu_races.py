@@ -8,7 +8,12 @@
    global-mode capture.
 2. One thread loops all_reduce while the main thread aborts the group: the loop ends with an
    error naming the abort, the GPU drains, nothing crashes (the abort used to free the
-   communicator under a launch in progress)."""
+   communicator under a launch in progress).
+3. Where the ranks are one NVLink team (one rank, or one rank per GPU): an epyard.ep group made
+   before the abort keeps the communicator alive until it is closed (it used to hold the raw
+   communicator the abort freed), closes cleanly, and a group made after the abort raises.
+
+    torchrun --nproc-per-node 1 tests/c10d/gpu_races.py    # all three on one GPU"""
 import datetime
 import os
 import threading
@@ -17,7 +22,8 @@ import time
 import torch
 import torch.distributed as dist
 
-import epyard  # noqa: F401
+import epyard
+import epyard.ep
 import placement
 
 RANK, WORLD = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
@@ -84,12 +90,29 @@ def check_abort_during_calls():
                f"{errors[0] if errors else 'the loop ended without an error'}")
 
 
-torch.cuda.set_device(placement.place()[0])
+device, shares_gpu = placement.place()
+torch.cuda.set_device(device)
 dist.init_process_group("cpu:gloo,cuda:epyard", timeout=datetime.timedelta(seconds=60))
 t0 = torch.ones(4, device="cuda")
 dist.all_reduce(t0)
 torch.cuda.synchronize()
+ep_group = None
+if not shares_gpu:
+    ep_group = epyard.ep.Group(num_experts=8 * WORLD, max_tokens_per_rank=16, hidden=256)
 check_capture()
 check_abort_during_calls()
+if ep_group is None:
+    print(f"[rank {RANK}] SKIPPED: the EP checks (ranks sharing a GPU are not one NVLink team)", flush=True)
+else:
+    try:
+        ep_group.close()
+        report(True, "an epyard.ep group made before the abort closes cleanly after it")
+    except Exception as e:  # noqa: BLE001 - any failure is the finding
+        report(False, f"closing an epyard.ep group after the abort raised: {e}")
+    try:
+        epyard.ep.Group(num_experts=8 * WORLD, max_tokens_per_rank=16, hidden=256)
+        report(False, "an epyard.ep group was made on an aborted communicator")
+    except RuntimeError as e:
+        report("abort" in str(e), f"an epyard.ep group after the abort raises: {e}")
 print(f"[rank {RANK}] {'FAIL' if failed else 'PASS'}: gpu_races.py", flush=True)
 os._exit(1 if failed else 0)

@@ -54,10 +54,12 @@ for n in $ranks; do
   log "exit $?"
   grep -a -E "PASS|FAIL|Error|SKIPPED" "$OUT/c10d_ep_r$n.log" | sort | uniq -c | head -20 | tee -a "$OUT/summary.txt"
 done
-log "gpu_races.py on 2 ranks (graph capture beside the watchdog; abort during calls)"
-timeout 120 $PY -m torch.distributed.run --nproc-per-node 2 tests/c10d/gpu_races.py >"$OUT/c10d_races.log" 2>&1
-log "exit $?"
-grep -a -E "PASS|FAIL|Error" "$OUT/c10d_races.log" | head -20 | tee -a "$OUT/summary.txt"
+for n in 1 2; do
+  log "gpu_races.py on $n rank(s) (graph capture beside the watchdog; abort during calls; EP group across an abort)"
+  timeout 120 $PY -m torch.distributed.run --nproc-per-node $n tests/c10d/gpu_races.py >"$OUT/c10d_races_r$n.log" 2>&1
+  log "exit $?"
+  grep -a -E "PASS|FAIL|SKIPPED|Error" "$OUT/c10d_races_r$n.log" | head -20 | tee -a "$OUT/summary.txt"
+done
 log "gpu_dead_rank.py on 2 ranks"
 timeout 120 $PY -m torch.distributed.run --nproc-per-node 2 tests/c10d/gpu_dead_rank.py >"$OUT/c10d_dead.log" 2>&1
 grep -a -E "PASS|FAIL|exiting" "$OUT/c10d_dead.log" | tee -a "$OUT/summary.txt"
