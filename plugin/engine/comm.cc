@@ -110,7 +110,8 @@ void Comm::startThreadedProgress() {
 }
 
 std::string Comm::peerName() {
-  if (rails_.empty()) return "unconnected peer";
+  if (kind_ == CommKind::kListen) return "no peer (the listening endpoint)";
+  if (rails_.empty() || !rails_[0].reached) return "a peer not reached yet";
   return rails_[0].ep->peerName(rails_[0].peer);
 }
 

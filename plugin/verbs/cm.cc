@@ -101,6 +101,7 @@ bool ConnManager::start(uint32_t ipv4, std::string* error) {
   }
   ipv4_ = ipv4;
   port_ = sa.sin_port;
+  EPY_INFO(NCCL_INIT | NCCL_NET, "epyard: verbs connection manager listening on %s", hostPort(ipv4_, port_).c_str());
   std::thread([this] { serve(); }).detach();
   return true;
 }
@@ -122,7 +123,8 @@ void ConnManager::serve() {
     const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
-      EPY_WARN("epyard: verbs connection manager stopped: accept: %s", strerror(errno));
+      EPY_WARN("epyard: verbs connection manager at %s stopped: accept: %s",
+               hostPort(ipv4_, port_).c_str(), strerror(errno));
       return;
     }
     if (answering_.fetch_add(1) < kMaxConcurrentAnswers) {
