@@ -117,9 +117,7 @@ void releaseWorldBuffer(ncclEpGroup* g) {
 
 // Everything a group holds, in reverse order of creation; safe on a half-built group.
 void releaseGroup(ncclEpGroup* g) {
-  // The caller's streams may still run this group's kernels: they end (bounded by the group's
-  // timeout) before their buffers go. (No stream: the group never reached its device.)
-  if (g->setup_stream != nullptr) syncGroupDevice(g);
+  if (g->setup_stream != nullptr) cudaStreamSynchronize(g->setup_stream);
   printTrace(g);
   if (g->dev_comm_made) ncclDevCommDestroy(g->comm, &g->dev_comm);
   if (g->window != nullptr) ncclCommWindowDeregister(g->comm, g->window);
@@ -390,6 +388,10 @@ ncclResult_t groupDestroy(ncclEpGroup_t g) {
     return fail(g, ncclInvalidUsage,
                 std::to_string(g->live_handles) +
                     " handle(s) of this group are still alive: ncclEpHandleDestroy them first");
+  // The caller's streams may still run this group's kernels: they end (bounded by the group's
+  // timeout) before their buffers go. (Not on a failed creation: with virtual ranks the device
+  // also runs the other ranks' creation barriers, which wait for this one until their timeout.)
+  syncGroupDevice(g);
   releaseGroup(g);
   delete g;
   return ncclSuccess;
