@@ -6,6 +6,7 @@
 #include "device/ll_launch.h"
 #include "host/api_impl.h"
 #include "host/api_check.h"
+#include "host/config_check.h"
 #include "host/errors.h"
 #include "host/group.h"
 #include "host/params.h"
@@ -232,6 +233,44 @@ ncclResult_t identify(ncclEpGroup* g, ncclComm_t comm, epyardEpVirtualWorld* wor
   return ncclSuccess;
 }
 
+// Every rank's limits must be this rank's (config_check.h): gathered through the world, or by an
+// ncclAllGather on the group's communicator, and compared the same way on every rank.
+ncclResult_t checkSameConfig(ncclEpGroup* g) {
+  const GroupSignature mine = signatureOf(g->config, g->layout.total, g->num_ranks);
+  const int n = g->num_ranks;
+  std::string error;
+  if (g->world != nullptr) {
+    epyardEpVirtualWorld* w = g->world;
+    w->signatures[static_cast<size_t>(g->rank)] = mine;  // before the step: its lock orders it
+    ncclResult_t r = w->collective(
+        g->rank, "group creation (configuration check)",
+        [w](std::string* err) {
+          *err = compareSignatures(w->signatures.data(), w->num_ranks);
+          return err->empty() ? ncclSuccess : ncclInvalidArgument;
+        },
+        &error);
+    return r == ncclSuccess ? ncclSuccess : fail(g, r, error);
+  }
+  std::vector<GroupSignature> all(static_cast<size_t>(n));
+  void* dev = nullptr;
+  EP_CUDA(g, cudaMalloc(&dev, sizeof(GroupSignature) * (static_cast<size_t>(n) + 1)));
+  auto* gathered = static_cast<GroupSignature*>(dev);
+  GroupSignature* own = gathered + n;
+  cudaError_t e = cudaMemcpyAsync(own, &mine, sizeof(mine), cudaMemcpyHostToDevice, g->setup_stream);
+  ncclResult_t nr = e == cudaSuccess ? ncclAllGather(own, gathered, sizeof(mine) / sizeof(uint64_t),
+                                                     ncclUint64, g->comm, g->setup_stream)
+                                     : ncclSuccess;
+  if (e == cudaSuccess && nr == ncclSuccess)
+    e = cudaMemcpyAsync(all.data(), gathered, sizeof(GroupSignature) * static_cast<size_t>(n),
+                        cudaMemcpyDeviceToHost, g->setup_stream);
+  if (e == cudaSuccess && nr == ncclSuccess) e = cudaStreamSynchronize(g->setup_stream);
+  cudaFree(dev);
+  if (nr != ncclSuccess) return failNccl(g, "ncclAllGather (group configuration check)", nr);
+  if (e != cudaSuccess) return failCuda(g, "gathering the ranks' group configurations", e);
+  error = compareSignatures(all.data(), n);
+  return error.empty() ? ncclSuccess : fail(g, ncclInvalidArgument, error);
+}
+
 // The symmetric buffer and the peer memory: an NCCL window, its device comm and LSA pointers;
 // or a slice of the virtual world's buffer.
 ncclResult_t connectPeers(ncclEpGroup* g) {
@@ -312,6 +351,7 @@ ncclResult_t createGroup(ncclEpGroup* g, ncclComm_t comm, epyardEpVirtualWorld* 
 
   // Collective from here on (virtual ranks: nothing below may wait for the whole device, since
   // other ranks' barrier kernels may already be spinning).
+  EP_CHECK(checkSameConfig(g));
   EP_CHECK(connectPeers(g));
 
   // Every rank reachable: a bounded barrier through the peer memory.

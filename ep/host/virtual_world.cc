@@ -77,6 +77,7 @@ EPYARD_API ncclResult_t epyardEpVirtualWorldCreate(epyardEpVirtualWorld_t* world
     auto* w = new epyardEpVirtualWorld();
     w->num_ranks = num_ranks;
     w->device = device;
+    w->signatures.resize(static_cast<size_t>(num_ranks));
     w->timeout_ms = timeout_ms != 0 ? timeout_ms : epyard::ep::epParams().timeout_ms;
     *world = w;
   } catch (...) {

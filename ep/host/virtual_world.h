@@ -12,6 +12,7 @@
 
 #include <nccl.h>
 
+#include "host/config_check.h"
 #include "host/virtual_ranks.h"
 
 struct epyardEpVirtualWorld {
@@ -29,6 +30,8 @@ struct epyardEpVirtualWorld {
   // Set by the `last` step of a buffer exchange, read by every rank after it.
   void* shared = nullptr;
   size_t shared_bytes = 0;
+  // One slot per rank, written by that rank before the configuration check's step.
+  std::vector<epyard::ep::GroupSignature> signatures;
 
  private:
   std::mutex mu_;

@@ -82,6 +82,14 @@ void caseErrors(Ctx& c) {
   cfg.magic = 0;
   expectError(createGroup(c, &cfg, &bad), ncclInvalidArgument, nullptr, "magic",
               "config without NCCL_EP_GROUP_CONFIG_INIT");
+  if (c.ranks() > 1) {  // rank 1's limits differ: every rank's creation fails, naming the field
+    ncclEpGroupConfig_t other = NCCL_EP_GROUP_CONFIG_INIT;
+    other.num_experts = 4 * c.ranks();
+    other.max_dispatch_tokens_per_rank = 16;
+    other.max_token_bytes = c.rank() == 1 ? 2048 : 1024;
+    expectError(createGroup(c, &other, &bad), ncclInvalidArgument, nullptr,
+                "max_token_bytes is 1024 on rank 0 but 2048 on rank 1", "a rank with other limits");
+  }
 
   ncclEpGroup_t g = makeGroup(c, s);
   Round r(s, ref::LlOptions{}, s.max_tokens - c.rank());
