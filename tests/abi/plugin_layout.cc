@@ -1,0 +1,91 @@
+// Prints the layouts of NCCL's plugin ABI structs that NCCL does not install (GIN v11 for NCCL
+// 2.28.7 - 2.29.x; RMA v14 and net properties v12 for 2.30.x) and their constants: built once
+// against epyard's declarations (plugin/abi/) and once against NCCL's own (its source tree's
+// src/include/plugin/, -DNCCL_SOURCE_HEADERS), with the same EPYARD_ABI_GIN_V11 /
+// EPYARD_ABI_RMA_V14 switches; scripts/check_abi.sh compares the two outputs.
+#include <cstddef>
+#include <cstdio>
+
+#ifdef NCCL_SOURCE_HEADERS
+#include "plugin/nccl_net.h"
+#ifdef EPYARD_ABI_RMA_V14
+#include "plugin/nccl_rma.h"
+#endif
+#else
+#include "abi/gin_v11.h"
+#include "abi/rma_v14.h"
+#endif
+
+#define FIELD(type, f) std::printf(#type ".%s %zu\n", #f, offsetof(type, f))
+#define SIZE(type) std::printf("sizeof(" #type ") %zu\n", sizeof(type))
+#define CONSTANT(c) std::printf(#c " %lld\n", static_cast<long long>(c))
+
+int main() {
+  CONSTANT(NCCL_NET_SIGNAL_OP_INC);
+  CONSTANT(NCCL_NET_SIGNAL_OP_ADD);
+  CONSTANT(NCCL_NET_MR_FLAG_FORCE_SO);
+#ifdef EPYARD_ABI_GIN_V11
+  FIELD(ncclGin_v11_t, name);
+  FIELD(ncclGin_v11_t, init);
+  FIELD(ncclGin_v11_t, devices);
+  FIELD(ncclGin_v11_t, getProperties);
+  FIELD(ncclGin_v11_t, listen);
+  FIELD(ncclGin_v11_t, connect);
+  FIELD(ncclGin_v11_t, createContext);
+  FIELD(ncclGin_v11_t, regMrSym);
+  FIELD(ncclGin_v11_t, regMrSymDmaBuf);
+  FIELD(ncclGin_v11_t, deregMrSym);
+  FIELD(ncclGin_v11_t, destroyContext);
+  FIELD(ncclGin_v11_t, closeColl);
+  FIELD(ncclGin_v11_t, closeListen);
+  FIELD(ncclGin_v11_t, iput);
+  FIELD(ncclGin_v11_t, iputSignal);
+  FIELD(ncclGin_v11_t, test);
+  FIELD(ncclGin_v11_t, ginProgress);
+  FIELD(ncclGin_v11_t, queryLastError);
+  FIELD(ncclGin_v11_t, finalize);
+  SIZE(ncclGin_v11_t);
+#endif
+#ifdef EPYARD_ABI_RMA_V14
+  CONSTANT(NCCL_NET_MR_FLAG_SIGNAL_NEVER_RESET);
+  CONSTANT(NCCL_NET_MAX_DEVS_PER_NIC_V12);
+  FIELD(ncclNetProperties_v12_t, ptrSupport);
+  FIELD(ncclNetProperties_v12_t, maxRecvs);
+  FIELD(ncclNetProperties_v12_t, netDeviceType);
+  FIELD(ncclNetProperties_v12_t, netDeviceVersion);
+  FIELD(ncclNetProperties_v12_t, vProps);
+  FIELD(ncclNetProperties_v12_t, maxP2pBytes);
+  FIELD(ncclNetProperties_v12_t, maxCollBytes);
+  FIELD(ncclNetProperties_v12_t, maxMultiRequestSize);
+  FIELD(ncclNetProperties_v12_t, railId);
+  FIELD(ncclNetProperties_v12_t, planeId);
+  SIZE(ncclNetProperties_v12_t);
+  FIELD(ncclRmaConfig_v14_t, nContexts);
+  FIELD(ncclRmaConfig_v14_t, trafficClass);
+  FIELD(ncclRmaConfig_v14_t, rankStride);
+  SIZE(ncclRmaConfig_v14_t);
+  FIELD(ncclRma_v14_t, name);
+  FIELD(ncclRma_v14_t, init);
+  FIELD(ncclRma_v14_t, devices);
+  FIELD(ncclRma_v14_t, getProperties);
+  FIELD(ncclRma_v14_t, listen);
+  FIELD(ncclRma_v14_t, connect);
+  FIELD(ncclRma_v14_t, createContext);
+  FIELD(ncclRma_v14_t, regMrSym);
+  FIELD(ncclRma_v14_t, regMrSymDmaBuf);
+  FIELD(ncclRma_v14_t, deregMrSym);
+  FIELD(ncclRma_v14_t, destroyContext);
+  FIELD(ncclRma_v14_t, closeColl);
+  FIELD(ncclRma_v14_t, closeListen);
+  FIELD(ncclRma_v14_t, iput);
+  FIELD(ncclRma_v14_t, iputSignal);
+  FIELD(ncclRma_v14_t, iget);
+  FIELD(ncclRma_v14_t, iflush);
+  FIELD(ncclRma_v14_t, test);
+  FIELD(ncclRma_v14_t, rmaProgress);
+  FIELD(ncclRma_v14_t, queryLastError);
+  FIELD(ncclRma_v14_t, finalize);
+  SIZE(ncclRma_v14_t);
+#endif
+  return 0;
+}
