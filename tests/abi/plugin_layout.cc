@@ -1,8 +1,8 @@
 // Prints the layouts of NCCL's plugin ABI structs that NCCL does not install (GIN v11 for NCCL
-// 2.28.7 - 2.29.x; RMA v14 and net properties v12 for 2.30.x) and their constants: built once
-// against epyard's declarations (plugin/abi/) and once against NCCL's own (its source tree's
-// src/include/plugin/, -DNCCL_SOURCE_HEADERS), with the same EPYARD_ABI_GIN_V11 /
-// EPYARD_ABI_RMA_V14 switches; scripts/check_abi.sh compares the two outputs.
+// 2.28.7 - 2.29.x; GIN v13, RMA v14 and net properties v12 for 2.30.x) and their constants:
+// built once against epyard's declarations (plugin/abi/) and once against NCCL's own (its source
+// tree's src/include/plugin/, -DNCCL_SOURCE_HEADERS), with the same EPYARD_ABI_* switches;
+// scripts/check_abi.sh compares the two outputs.
 #include <cstddef>
 #include <cstdio>
 
@@ -11,8 +11,12 @@
 #ifdef EPYARD_ABI_RMA_V14
 #include "plugin/nccl_rma.h"
 #endif
+#ifdef EPYARD_ABI_GIN_V13
+#include "plugin/nccl_gin.h"
+#endif
 #else
 #include "abi/gin_v11.h"
+#include "abi/gin_v13.h"
 #include "abi/rma_v14.h"
 #endif
 
@@ -86,6 +90,36 @@ int main() {
   FIELD(ncclRma_v14_t, queryLastError);
   FIELD(ncclRma_v14_t, finalize);
   SIZE(ncclRma_v14_t);
+#endif
+#ifdef EPYARD_ABI_GIN_V13
+  FIELD(ncclGinConfig_v13_t, nSignals);
+  FIELD(ncclGinConfig_v13_t, nCounters);
+  FIELD(ncclGinConfig_v13_t, nContexts);
+  FIELD(ncclGinConfig_v13_t, queueDepth);
+  FIELD(ncclGinConfig_v13_t, trafficClass);
+  SIZE(ncclGinConfig_v13_t);
+  FIELD(ncclGin_v13_t, name);
+  FIELD(ncclGin_v13_t, init);
+  FIELD(ncclGin_v13_t, devices);
+  FIELD(ncclGin_v13_t, getProperties);
+  FIELD(ncclGin_v13_t, listen);
+  FIELD(ncclGin_v13_t, connect);
+  FIELD(ncclGin_v13_t, createContext);
+  FIELD(ncclGin_v13_t, regMrSym);
+  FIELD(ncclGin_v13_t, regMrSymDmaBuf);
+  FIELD(ncclGin_v13_t, deregMrSym);
+  FIELD(ncclGin_v13_t, destroyContext);
+  FIELD(ncclGin_v13_t, closeColl);
+  FIELD(ncclGin_v13_t, closeListen);
+  FIELD(ncclGin_v13_t, iput);
+  FIELD(ncclGin_v13_t, iputSignal);
+  FIELD(ncclGin_v13_t, iget);
+  FIELD(ncclGin_v13_t, iflush);
+  FIELD(ncclGin_v13_t, test);
+  FIELD(ncclGin_v13_t, ginProgress);
+  FIELD(ncclGin_v13_t, queryLastError);
+  FIELD(ncclGin_v13_t, finalize);
+  SIZE(ncclGin_v13_t);
 #endif
   return 0;
 }
