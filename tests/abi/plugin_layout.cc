@@ -1,5 +1,5 @@
 // Prints the layouts of NCCL's plugin ABI structs that NCCL does not install (GIN v11 for NCCL
-// 2.28.7 - 2.29.x; GIN v13, RMA v14 and net properties v12 for 2.30.x) and their constants:
+// 2.28.7 - 2.29.x; net v12, GIN v13 and RMA v14 for 2.30.x) and their constants:
 // built once against epyard's declarations (plugin/abi/) and once against NCCL's own (its source
 // tree's src/include/plugin/, -DNCCL_SOURCE_HEADERS), with the same EPYARD_ABI_* switches;
 // scripts/check_abi.sh compares the two outputs.
@@ -17,6 +17,7 @@
 #else
 #include "abi/gin_v11.h"
 #include "abi/gin_v13.h"
+#include "abi/net_v12.h"
 #include "abi/rma_v14.h"
 #endif
 
@@ -50,8 +51,7 @@ int main() {
   FIELD(ncclGin_v11_t, finalize);
   SIZE(ncclGin_v11_t);
 #endif
-#ifdef EPYARD_ABI_RMA_V14
-  CONSTANT(NCCL_NET_MR_FLAG_SIGNAL_NEVER_RESET);
+#ifdef EPYARD_ABI_NET_V12
   CONSTANT(NCCL_NET_MAX_DEVS_PER_NIC_V12);
   FIELD(ncclNetProperties_v12_t, ptrSupport);
   FIELD(ncclNetProperties_v12_t, maxRecvs);
@@ -64,6 +64,37 @@ int main() {
   FIELD(ncclNetProperties_v12_t, railId);
   FIELD(ncclNetProperties_v12_t, planeId);
   SIZE(ncclNetProperties_v12_t);
+  FIELD(ncclNetCommConfig_v12_t, trafficClass);
+  FIELD(ncclNetAttr_v12_t, recvCommAttr);
+  FIELD(ncclNetAttr_v12_t, op);
+  FIELD(ncclNetAttr_v12_t, proto);
+  SIZE(ncclNetAttr_v12_t);
+  FIELD(ncclNet_v12_t, name);
+  FIELD(ncclNet_v12_t, init);
+  FIELD(ncclNet_v12_t, devices);
+  FIELD(ncclNet_v12_t, getProperties);
+  FIELD(ncclNet_v12_t, listen);
+  FIELD(ncclNet_v12_t, connect);
+  FIELD(ncclNet_v12_t, accept);
+  FIELD(ncclNet_v12_t, regMr);
+  FIELD(ncclNet_v12_t, regMrDmaBuf);
+  FIELD(ncclNet_v12_t, deregMr);
+  FIELD(ncclNet_v12_t, isend);
+  FIELD(ncclNet_v12_t, irecv);
+  FIELD(ncclNet_v12_t, iflush);
+  FIELD(ncclNet_v12_t, test);
+  FIELD(ncclNet_v12_t, closeSend);
+  FIELD(ncclNet_v12_t, closeRecv);
+  FIELD(ncclNet_v12_t, closeListen);
+  FIELD(ncclNet_v12_t, getDeviceMr);
+  FIELD(ncclNet_v12_t, irecvConsumed);
+  FIELD(ncclNet_v12_t, makeVDevice);
+  FIELD(ncclNet_v12_t, finalize);
+  FIELD(ncclNet_v12_t, setNetAttr);
+  SIZE(ncclNet_v12_t);
+#endif
+#ifdef EPYARD_ABI_RMA_V14
+  CONSTANT(NCCL_NET_MR_FLAG_SIGNAL_NEVER_RESET);
   FIELD(ncclRmaConfig_v14_t, nContexts);
   FIELD(ncclRmaConfig_v14_t, trafficClass);
   FIELD(ncclRmaConfig_v14_t, rankStride);
