@@ -1,10 +1,12 @@
-// The symbols NCCL looks up: ncclNetPlugin_v11 (native) and thin shims for v10, v9 and v8.
+// The symbols NCCL looks up: ncclNetPlugin_v11 (native), v12 (NCCL 2.30.3+: v11's entries with
+// v12's properties) and thin shims for v10, v9 and v8.
 // Each entry goes through guard(): nothing may throw across the C ABI.
 #include <exception>
 #include <new>
 
 #include "abi/net_v10.h"
 #include "abi/net_v11.h"
+#include "abi/net_v12.h"
 #include "abi/net_v8.h"
 #include "abi/net_v9.h"
 #include "engine/log.h"
@@ -28,6 +30,8 @@ ncclResult_t guard(const char* what, F&& f) noexcept {
     return ncclInternalError;
   }
 }
+
+constexpr int16_t kNetIdUndefined = -1;  // NCCL_NET_ID_UNDEF
 
 // One conversion for every version's properties struct: fields a version lacks are skipped.
 template <typename Props>
@@ -56,8 +60,13 @@ ncclResult_t fillProperties(int dev, Props* out) {
     out->maxP2pBytes = p.max_p2p_bytes;
     out->maxCollBytes = p.max_coll_bytes;
   }
-  if constexpr (std::is_same_v<Props, ncclNetProperties_v11_t>) {
+  if constexpr (std::is_same_v<Props, ncclNetProperties_v11_t> ||
+                std::is_same_v<Props, ncclNetProperties_v12_t>) {
     out->maxMultiRequestSize = p.max_multi_request;
+  }
+  if constexpr (std::is_same_v<Props, ncclNetProperties_v12_t>) {
+    out->railId = kNetIdUndefined;  // no rail or plane information: NCCL's topology decides
+    out->planeId = kNetIdUndefined;
   }
   return ncclSuccess;
 }
@@ -69,8 +78,8 @@ struct NetContext {
 };
 
 // ---- v11 (native) ----
-ncclResult_t v11Init(void** ctx, uint64_t comm_id, ncclNetCommConfig_v11_t* config,
-                     ncclDebugLogger_t logger, ncclProfilerCallback_t) {
+template <typename Config>
+ncclResult_t contextInit(void** ctx, uint64_t comm_id, Config* config, ncclDebugLogger_t logger) {
   return guard("init", [&] {
     if (ctx == nullptr) return ncclInvalidArgument;
     ncclResult_t res = netInit(logger);
@@ -78,6 +87,10 @@ ncclResult_t v11Init(void** ctx, uint64_t comm_id, ncclNetCommConfig_v11_t* conf
     *ctx = new NetContext{comm_id, config ? config->trafficClass : -1};
     return ncclSuccess;
   });
+}
+ncclResult_t v11Init(void** ctx, uint64_t comm_id, ncclNetCommConfig_v11_t* config,
+                     ncclDebugLogger_t logger, ncclProfilerCallback_t) {
+  return contextInit(ctx, comm_id, config, logger);
 }
 ncclResult_t v11Devices(int* n) {
   return guard("devices", [&] { return netDevices(n); });
@@ -150,6 +163,16 @@ ncclResult_t v11Finalize(void* ctx) {
 }
 ncclResult_t v11SetNetAttr(void*, ncclNetAttr_v11_t*) { return ncclSuccess; }
 
+// ---- v12: v11's entries where the types are the same ----
+ncclResult_t v12Init(void** ctx, uint64_t comm_id, ncclNetCommConfig_v12_t* config,
+                     ncclDebugLogger_t logger, ncclProfilerCallback_t) {
+  return contextInit(ctx, comm_id, config, logger);
+}
+ncclResult_t v12GetProperties(int dev, ncclNetProperties_v12_t* props) {
+  return guard("getProperties", [&] { return fillProperties(dev, props); });
+}
+ncclResult_t v12SetNetAttr(void*, ncclNetAttr_v12_t*) { return ncclSuccess; }
+
 // ---- v10 / v9 / v8: argument shims over the v11 entries ----
 ncclResult_t v10Init(ncclDebugLogger_t logger, ncclProfilerCallback_t) {
   return guard("init", [&] { return netInit(logger); });
@@ -194,7 +217,7 @@ ncclResult_t v8GetProperties(int dev, ncclNetProperties_v8_t* props) {
   return guard("getProperties", [&] { return fillProperties(dev, props); });
 }
 template <typename VProps>
-ncclResult_t olderMakeVDevice(int* d, VProps* props) {
+ncclResult_t makeVDeviceFrom(int* d, VProps* props) {
   return guard("makeVDevice", [&] {
     if (props == nullptr) return ncclInvalidArgument;
     return netMakeVDevice(d, props->ndevs, props->devs);
@@ -210,29 +233,34 @@ using namespace epyard::net;
 
 // Designated initializers: the compiler checks every entry lands in the field it names.
 
+// The entries v11 and v12 share (their types are the same in both versions).
+#define V11_AND_V12_ENTRIES                                                                     \
+  .listen = v11Listen, .connect = v11Connect, .accept = v11Accept, .regMr = v11RegMr,            \
+  .regMrDmaBuf = v11RegMrDmaBuf, .deregMr = v11DeregMr, .isend = v11Isend, .irecv = v11Irecv,   \
+  .iflush = v11Iflush, .test = v11Test, .closeSend = v11CloseSend, .closeRecv = v11CloseRecv,   \
+  .closeListen = v11CloseListen, .getDeviceMr = v11GetDeviceMr,                                 \
+  .irecvConsumed = v11IrecvConsumed,
+
 EPY_EXPORT const ncclNet_v11_t ncclNetPlugin_v11 = {
     .name = "epyard",
     .init = v11Init,
     .devices = v11Devices,
     .getProperties = v11GetProperties,
-    .listen = v11Listen,
-    .connect = v11Connect,
-    .accept = v11Accept,
-    .regMr = v11RegMr,
-    .regMrDmaBuf = v11RegMrDmaBuf,
-    .deregMr = v11DeregMr,
-    .isend = v11Isend,
-    .irecv = v11Irecv,
-    .iflush = v11Iflush,
-    .test = v11Test,
-    .closeSend = v11CloseSend,
-    .closeRecv = v11CloseRecv,
-    .closeListen = v11CloseListen,
-    .getDeviceMr = v11GetDeviceMr,
-    .irecvConsumed = v11IrecvConsumed,
+    V11_AND_V12_ENTRIES
     .makeVDevice = v11MakeVDevice,
     .finalize = v11Finalize,
     .setNetAttr = v11SetNetAttr,
+};
+
+EPY_EXPORT const ncclNet_v12_t ncclNetPlugin_v12 = {
+    .name = "epyard",
+    .init = v12Init,
+    .devices = v11Devices,
+    .getProperties = v12GetProperties,
+    V11_AND_V12_ENTRIES
+    .makeVDevice = makeVDeviceFrom<ncclNetVDeviceProps_v12_t>,
+    .finalize = v11Finalize,
+    .setNetAttr = v12SetNetAttr,
 };
 
 EPY_EXPORT const ncclNet_v10_t ncclNetPlugin_v10 = {
@@ -255,7 +283,7 @@ EPY_EXPORT const ncclNet_v10_t ncclNetPlugin_v10 = {
     .closeListen = v11CloseListen,
     .getDeviceMr = v11GetDeviceMr,
     .irecvConsumed = v11IrecvConsumed,
-    .makeVDevice = olderMakeVDevice<ncclNetVDeviceProps_v10_t>,
+    .makeVDevice = makeVDeviceFrom<ncclNetVDeviceProps_v10_t>,
 };
 
 EPY_EXPORT const ncclNet_v9_t ncclNetPlugin_v9 = {
@@ -278,7 +306,7 @@ EPY_EXPORT const ncclNet_v9_t ncclNetPlugin_v9 = {
     .closeListen = v11CloseListen,
     .getDeviceMr = v11GetDeviceMr,
     .irecvConsumed = v11IrecvConsumed,
-    .makeVDevice = olderMakeVDevice<ncclNetVDeviceProps_v9_t>,
+    .makeVDevice = makeVDeviceFrom<ncclNetVDeviceProps_v9_t>,
 };
 
 EPY_EXPORT const ncclNet_v8_t ncclNetPlugin_v8 = {

@@ -1,7 +1,7 @@
 // NCCL net plugin ABI v12 (NCCL 2.30.3+ look for `ncclNetPlugin_v12` first). The table has v11's
 // shape; its properties are not a prefix of v11's: the virtual-device list holds 8 devices, so
 // every field after it moves, and railId and planeId are new. Declared from NVIDIA/nccl
-// v2.30.7-1 src/include/plugin/net/net_v12.h, field by field (epyard does not export v12 yet).
+// v2.30.7-1 src/include/plugin/net/net_v12.h, field by field.
 #pragma once
 
 #include "abi/net_common.h"

@@ -55,6 +55,10 @@ TEST_P(NetBasics, DevicesAndProperties) {
         NT_EXPECT(p.max_multi_request_size >= 1, "dev %d: maxMultiRequestSize is %d", dev,
                   p.max_multi_request_size);
       }
+      if (p.has_v12_fields) {  // no rail or plane information: NCCL_NET_ID_UNDEF, as NCCL's shims
+        NT_EXPECT(p.rail_id == -1 && p.plane_id == -1, "dev %d: railId %d, planeId %d, expected -1",
+                  dev, p.rail_id, p.plane_id);
+      }
     }
     // Out-of-range devices: an error, not a crash or made-up properties.
     for (int dev : {ndev, -1}) {

@@ -12,6 +12,7 @@
 #include "abi/net_common.h"
 #include "abi/net_v10.h"
 #include "abi/net_v11.h"
+#include "abi/net_v12.h"
 #include "abi/net_v8.h"
 #include "abi/net_v9.h"
 
@@ -138,6 +139,7 @@ int main(int argc, char** argv) {
   const ncclNet_v9_t* v9;
   const ncclNet_v10_t* v10;
   const ncclNet_v11_t* v11;
+  const ncclNet_v12_t* v12;
   ncclNetCommConfig_v11_t config;
   void* ctx = NULL;
   int ndev = -1;
@@ -159,12 +161,15 @@ int main(int argc, char** argv) {
   v9 = (const ncclNet_v9_t*)find_table(lib, "ncclNetPlugin_v9");
   v10 = (const ncclNet_v10_t*)find_table(lib, "ncclNetPlugin_v10");
   v11 = (const ncclNet_v11_t*)find_table(lib, "ncclNetPlugin_v11");
-  if (v8 == NULL || v9 == NULL || v10 == NULL || v11 == NULL) return 1;
+  v12 = (const ncclNet_v12_t*)find_table(lib, "ncclNetPlugin_v12");
+  if (v8 == NULL || v9 == NULL || v10 == NULL || v11 == NULL || v12 == NULL) return 1;
   REQUIRE_COMMON_ENTRIES(v8, "ncclNetPlugin_v8");
   REQUIRE_COMMON_ENTRIES(v9, "ncclNetPlugin_v9");
   REQUIRE_COMMON_ENTRIES(v10, "ncclNetPlugin_v10");
   REQUIRE_COMMON_ENTRIES(v11, "ncclNetPlugin_v11");
   REQUIRE_ENTRY(v11, "ncclNetPlugin_v11", finalize);
+  REQUIRE_COMMON_ENTRIES(v12, "ncclNetPlugin_v12");
+  REQUIRE_ENTRY(v12, "ncclNetPlugin_v12", finalize);
 
   printf(
       "ncclNetPlugin_v11 optional entries: regMrDmaBuf %s, getDeviceMr %s, irecvConsumed %s, "

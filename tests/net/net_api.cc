@@ -7,6 +7,7 @@
 
 #include "abi/net_v10.h"
 #include "abi/net_v11.h"
+#include "abi/net_v12.h"
 #include "abi/net_v8.h"
 #include "abi/net_v9.h"
 
@@ -39,6 +40,12 @@ struct Abi<11> {
   using Props = ncclNetProperties_v11_t;
   using VProps = ncclNetVDeviceProps_v11_t;
 };
+template <>
+struct Abi<12> {
+  using Table = ncclNet_v12_t;
+  using Props = ncclNetProperties_v12_t;
+  using VProps = ncclNetVDeviceProps_v12_t;
+};
 
 // Profiler handles, traffic class and the communicator id are inputs these tests keep fixed.
 constexpr uint64_t kCommId = 0x65707961726454ull;
@@ -53,6 +60,7 @@ class VersionedNetApi final : public NetApi {
   explicit VersionedNetApi(const Table* table) : table_(table) {
     config_v10_.trafficClass = NCCL_NET_TRAFFIC_CLASS_UNDEF;
     config_v11_.trafficClass = NCCL_NET_TRAFFIC_CLASS_UNDEF;
+    config_v12_.trafficClass = NCCL_NET_TRAFFIC_CLASS_UNDEF;
   }
 
   int version() const override { return kVersion; }
@@ -64,14 +72,19 @@ class VersionedNetApi final : public NetApi {
     } else if constexpr (kVersion == 10) {
       return table_->init(logger, profiler);
     } else {
-      ncclResult_t result = table_->init(&ctx_, kCommId, &config_v11_, logger, profiler);
+      ncclResult_t result;
+      if constexpr (kVersion == 11) {
+        result = table_->init(&ctx_, kCommId, &config_v11_, logger, profiler);
+      } else {
+        result = table_->init(&ctx_, kCommId, &config_v12_, logger, profiler);
+      }
       initialized_ = result == ncclSuccess;
       return result;
     }
   }
 
   ncclResult_t finalize() override {
-    if constexpr (kVersion == 11) {
+    if constexpr (kVersion >= 11) {
       if (!initialized_) return ncclSuccess;
       initialized_ = false;
       return table_->finalize(ctx_);
@@ -110,11 +123,16 @@ class VersionedNetApi final : public NetApi {
       out->has_v11_fields = true;
       out->max_multi_request_size = props.maxMultiRequestSize;
     }
+    if constexpr (kVersion >= 12) {
+      out->has_v12_fields = true;
+      out->rail_id = props.railId;
+      out->plane_id = props.planeId;
+    }
     return ncclSuccess;
   }
 
   ncclResult_t listen(int dev, void* handle, void** listen_comm) override {
-    if constexpr (kVersion == 11) {
+    if constexpr (kVersion >= 11) {
       return table_->listen(ctx_, dev, handle, listen_comm);
     } else {
       return table_->listen(dev, handle, listen_comm);
@@ -124,7 +142,7 @@ class VersionedNetApi final : public NetApi {
   ncclResult_t connect(int dev, void* handle, void** send_comm) override {
     // NCCL passes a pointer to a device-handle pointer; NULL in it means "no offload".
     ncclNetDeviceHandle_v8_t* dev_handle = nullptr;
-    if constexpr (kVersion == 11) {
+    if constexpr (kVersion >= 11) {
       return table_->connect(ctx_, dev, handle, send_comm, &dev_handle);
     } else if constexpr (kVersion == 10) {
       return table_->connect(dev, &config_v10_, handle, send_comm, &dev_handle);
@@ -211,6 +229,7 @@ class VersionedNetApi final : public NetApi {
   const Table* table_;
   ncclNetCommConfig_v10_t config_v10_{};
   ncclNetCommConfig_v11_t config_v11_{};
+  ncclNetCommConfig_v12_t config_v12_{};
   void* ctx_ = nullptr;
   bool initialized_ = false;
 };
@@ -252,8 +271,10 @@ std::unique_ptr<NetApi> resolveNetApi(const PluginLibrary& lib, int version, std
       return resolveVersion<10>(lib.handle(), error);
     case 11:
       return resolveVersion<11>(lib.handle(), error);
+    case 12:
+      return resolveVersion<12>(lib.handle(), error);
     default:
-      *error = "net ABI version " + std::to_string(version) + " is not one of 8, 9, 10, 11";
+      *error = "net ABI version " + std::to_string(version) + " is not one of 8, 9, 10, 11, 12";
       return nullptr;
   }
 }

@@ -11,10 +11,10 @@
 
 namespace epyard::nettest {
 
-inline constexpr int kAbiVersions[] = {8, 9, 10, 11};
+inline constexpr int kAbiVersions[] = {8, 9, 10, 11, 12};
 
 // getProperties of any version, widened to the v11 field set. Fields a version lacks keep the
-// values below; has_v9_fields / has_v11_fields say which ones the plugin filled.
+// values below; has_v9_fields / has_v11_fields / has_v12_fields say which ones the plugin filled.
 struct NetProperties {
   std::string name;
   bool name_is_null = true;
@@ -35,6 +35,8 @@ struct NetProperties {
   size_t max_coll_bytes = 0;
   bool has_v11_fields = false;
   int max_multi_request_size = 0;
+  bool has_v12_fields = false;
+  int rail_id = 0, plane_id = 0;
 };
 
 // Calls into one exported ncclNet_vN_t table. The arguments a version adds that these tests do
