@@ -115,6 +115,22 @@ std::string Comm::peerName() {
   return rails_[0].ep->peerName(rails_[0].peer);
 }
 
+Endpoint::AddPeer Comm::reachRails(const RailAddr* addrs, std::string* error) {
+  Endpoint::AddPeer all = Endpoint::AddPeer::kDone;
+  for (size_t r = 0; r < rails_.size(); ++r) {
+    Rail& rail = rails_[r];
+    if (rail.reached) continue;
+    switch (rail.ep->addPeerStep(addrs[r].bytes, addrs[r].len, &rail.peer)) {
+      case Endpoint::AddPeer::kDone: rail.reached = true; break;
+      case Endpoint::AddPeer::kPending: all = Endpoint::AddPeer::kPending; break;
+      case Endpoint::AddPeer::kFailed:
+        *error = "rail " + std::to_string(r) + ": " + rail.ep->lastError();
+        return Endpoint::AddPeer::kFailed;
+    }
+  }
+  return all;
+}
+
 void Comm::fail(const std::string& why) {
   if (!failure_.empty()) return;
   failure_ = why;

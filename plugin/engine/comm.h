@@ -115,6 +115,10 @@ class Comm {
  protected:
   // Opens `num_rails` endpoints and registers the control block on every NIC they use.
   ncclResult_t setupRails(int num_rails, std::string* error);
+  // Connect/accept: one step of reaching the peer's rail r at addrs[r], for every rail not
+  // reached yet (Endpoint::addPeerStep). kPending while any is still being reached; kFailed
+  // with *error naming the rail.
+  Endpoint::AddPeer reachRails(const RailAddr* addrs, std::string* error);
   void fail(const std::string& why);
   virtual void onLocalCompletion(OpContext* ctx, size_t length) = 0;
   virtual void onRemoteWrite(uint32_t imm) = 0;

@@ -167,19 +167,13 @@ ncclResult_t RecvComm::startAccept(const ConnectMsg& msg, int rails) {
 
 ncclResult_t RecvComm::acceptStep(bool* done) {
   *done = false;
-  bool reaching = false;
-  for (size_t r = 0; r < sender_rails_.size(); ++r) {
-    Rail& rail = rails_[r];
-    if (rail.reached) continue;
-    switch (rail.ep->addPeerStep(sender_rails_[r].bytes, sender_rails_[r].len, &rail.peer)) {
-      case Endpoint::AddPeer::kDone: rail.reached = true; break;
-      case Endpoint::AddPeer::kPending: reaching = true; break;
-      case Endpoint::AddPeer::kFailed:
-        EPY_WARN("epyard: accept: rail %zu: %s", r, rail.ep->lastError().c_str());
-        return ncclRemoteError;
-    }
+  std::string error;
+  const Endpoint::AddPeer reached = reachRails(sender_rails_.data(), &error);
+  if (reached == Endpoint::AddPeer::kFailed) {
+    EPY_WARN("epyard: accept: %s", error.c_str());
+    return ncclRemoteError;
   }
-  if (reaching) {
+  if (reached == Endpoint::AddPeer::kPending) {
     if (nowNs() <= accept_deadline_ns_) return ncclSuccess;
     EPY_WARN("epyard: accept: the sender's rails could not be reached within %lld ms (EPYARD_NET_TIMEOUT_MS)",
              static_cast<long long>(timeout_ns_ / 1000000));
@@ -297,20 +291,13 @@ ncclResult_t SendComm::connectStep(bool* done) {
   }
   if (state_ == ConnectState::kReachRails) {
     const auto* answer = reinterpret_cast<const AcceptMsg*>(block_->msg_in);
-    bool reaching = false;
-    for (size_t r = 0; r < rails_.size(); ++r) {
-      if (rails_[r].reached) continue;
-      switch (rails_[r].ep->addPeerStep(answer->rail_addrs[r].bytes, answer->rail_addrs[r].len,
-                                        &rails_[r].peer)) {
-        case Endpoint::AddPeer::kDone: rails_[r].reached = true; break;
-        case Endpoint::AddPeer::kPending: reaching = true; break;
-        case Endpoint::AddPeer::kFailed:
-          EPY_WARN("epyard: connect to %s: rail %zu: %s", listener_name_.c_str(), r,
-                   rails_[r].ep->lastError().c_str());
-          return ncclRemoteError;
-      }
+    std::string error;
+    const Endpoint::AddPeer reached = reachRails(answer->rail_addrs, &error);
+    if (reached == Endpoint::AddPeer::kFailed) {
+      EPY_WARN("epyard: connect to %s: %s", listener_name_.c_str(), error.c_str());
+      return ncclRemoteError;
     }
-    if (!reaching) {
+    if (reached == Endpoint::AddPeer::kDone) {
       peer_block_ = answer->block;
       last_activity_ns_ = nowNs();
       state_ = ConnectState::kConnected;
