@@ -78,8 +78,8 @@ struct NetContext {
 };
 
 // ---- v11 (native) ----
-template <typename Config>
-ncclResult_t contextInit(void** ctx, uint64_t comm_id, Config* config, ncclDebugLogger_t logger) {
+ncclResult_t v11Init(void** ctx, uint64_t comm_id, ncclNetCommConfig_v11_t* config,
+                     ncclDebugLogger_t logger, ncclProfilerCallback_t) {
   return guard("init", [&] {
     if (ctx == nullptr) return ncclInvalidArgument;
     ncclResult_t res = netInit(logger);
@@ -87,10 +87,6 @@ ncclResult_t contextInit(void** ctx, uint64_t comm_id, Config* config, ncclDebug
     *ctx = new NetContext{comm_id, config ? config->trafficClass : -1};
     return ncclSuccess;
   });
-}
-ncclResult_t v11Init(void** ctx, uint64_t comm_id, ncclNetCommConfig_v11_t* config,
-                     ncclDebugLogger_t logger, ncclProfilerCallback_t) {
-  return contextInit(ctx, comm_id, config, logger);
 }
 ncclResult_t v11Devices(int* n) {
   return guard("devices", [&] { return netDevices(n); });
@@ -163,15 +159,10 @@ ncclResult_t v11Finalize(void* ctx) {
 }
 ncclResult_t v11SetNetAttr(void*, ncclNetAttr_v11_t*) { return ncclSuccess; }
 
-// ---- v12: v11's entries where the types are the same ----
-ncclResult_t v12Init(void** ctx, uint64_t comm_id, ncclNetCommConfig_v12_t* config,
-                     ncclDebugLogger_t logger, ncclProfilerCallback_t) {
-  return contextInit(ctx, comm_id, config, logger);
-}
+// ---- v12: v11's entries but for the properties ----
 ncclResult_t v12GetProperties(int dev, ncclNetProperties_v12_t* props) {
   return guard("getProperties", [&] { return fillProperties(dev, props); });
 }
-ncclResult_t v12SetNetAttr(void*, ncclNetAttr_v12_t*) { return ncclSuccess; }
 
 // ---- v10 / v9 / v8: argument shims over the v11 entries ----
 ncclResult_t v10Init(ncclDebugLogger_t logger, ncclProfilerCallback_t) {
@@ -233,7 +224,8 @@ using namespace epyard::net;
 
 // Designated initializers: the compiler checks every entry lands in the field it names.
 
-// The entries v11 and v12 share (their types are the same in both versions).
+// The entries v11 and v12 share (their types are the same in both versions; init, finalize and
+// setNetAttr too, listed in each table to keep the fields in order).
 #define V11_AND_V12_ENTRIES                                                                     \
   .listen = v11Listen, .connect = v11Connect, .accept = v11Accept, .regMr = v11RegMr,            \
   .regMrDmaBuf = v11RegMrDmaBuf, .deregMr = v11DeregMr, .isend = v11Isend, .irecv = v11Irecv,   \
@@ -254,13 +246,13 @@ EPY_EXPORT const ncclNet_v11_t ncclNetPlugin_v11 = {
 
 EPY_EXPORT const ncclNet_v12_t ncclNetPlugin_v12 = {
     .name = "epyard",
-    .init = v12Init,
+    .init = v11Init,
     .devices = v11Devices,
     .getProperties = v12GetProperties,
     V11_AND_V12_ENTRIES
     .makeVDevice = makeVDeviceFrom<ncclNetVDeviceProps_v12_t>,
     .finalize = v11Finalize,
-    .setNetAttr = v12SetNetAttr,
+    .setNetAttr = v11SetNetAttr,
 };
 
 EPY_EXPORT const ncclNet_v10_t ncclNetPlugin_v10 = {

@@ -4,7 +4,7 @@
 // v2.30.7-1 src/include/plugin/net/net_v12.h, field by field.
 #pragma once
 
-#include "abi/net_common.h"
+#include "abi/net_v11.h"
 
 #define NCCL_NET_MAX_DEVS_PER_NIC_V12 8
 
@@ -39,25 +39,10 @@ typedef struct {
   int16_t planeId;
 } ncclNetProperties_v12_t;
 
-typedef struct {
-  int trafficClass;  // NCCL_NET_TRAFFIC_CLASS_UNDEF (-1) when unset
-} ncclNetCommConfig_v12_t;
-
-typedef struct {
-  int32_t maxConcurrentPeers;
-  int32_t minConcurrentPeers;
-  int32_t maxFlowsPerPeer;
-  int32_t minFlowsPerPeer;
-} ncclNetCommAttr_v12_t;
-
-typedef struct {
-  ncclNetCommAttr_v12_t sendCommAttr;
-  ncclNetCommAttr_v12_t recvCommAttr;
-  uint32_t op;
-  uint32_t algo;
-  uint32_t proto;
-} ncclNetAttr_v12_t;
-
+// Unchanged from v11 (same fields, same layout): the v11 types under their v12 names.
+typedef ncclNetCommConfig_v11_t ncclNetCommConfig_v12_t;
+typedef ncclNetCommAttr_v11_t ncclNetCommAttr_v12_t;
+typedef ncclNetAttr_v11_t ncclNetAttr_v12_t;
 typedef ncclNetDeviceHandle_v11_t ncclNetDeviceHandle_v12_t;
 
 typedef struct {

@@ -60,7 +60,6 @@ class VersionedNetApi final : public NetApi {
   explicit VersionedNetApi(const Table* table) : table_(table) {
     config_v10_.trafficClass = NCCL_NET_TRAFFIC_CLASS_UNDEF;
     config_v11_.trafficClass = NCCL_NET_TRAFFIC_CLASS_UNDEF;
-    config_v12_.trafficClass = NCCL_NET_TRAFFIC_CLASS_UNDEF;
   }
 
   int version() const override { return kVersion; }
@@ -72,12 +71,8 @@ class VersionedNetApi final : public NetApi {
     } else if constexpr (kVersion == 10) {
       return table_->init(logger, profiler);
     } else {
-      ncclResult_t result;
-      if constexpr (kVersion == 11) {
-        result = table_->init(&ctx_, kCommId, &config_v11_, logger, profiler);
-      } else {
-        result = table_->init(&ctx_, kCommId, &config_v12_, logger, profiler);
-      }
+      // v12's config is v11's type.
+      ncclResult_t result = table_->init(&ctx_, kCommId, &config_v11_, logger, profiler);
       initialized_ = result == ncclSuccess;
       return result;
     }
@@ -229,7 +224,6 @@ class VersionedNetApi final : public NetApi {
   const Table* table_;
   ncclNetCommConfig_v10_t config_v10_{};
   ncclNetCommConfig_v11_t config_v11_{};
-  ncclNetCommConfig_v12_t config_v12_{};
   void* ctx_ = nullptr;
   bool initialized_ = false;
 };
