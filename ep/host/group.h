@@ -31,6 +31,9 @@ LlBufferLayout llBufferLayout(int ranks, int experts, int max_tokens, unsigned m
 // Sizes of a handle's memory.
 LlHandleLayout llHandleLayout(int ranks, int experts, int max_tokens, int top_k, bool rank_major);
 
+// ncclEpGroup::staged: send_only ops of each kind waiting for ncclEpComplete, at most kMaxStaged.
+constexpr int kStagedDispatch = 0, kStagedCombine = 1, kMaxStaged = 2;
+
 }  // namespace epyard::ep
 
 struct epyardEpVirtualWorld;
@@ -48,7 +51,7 @@ struct ncclEpGroup {
   // send_only ops waiting for ncclEpComplete, per kind (dispatch, combine). Each op's launch
   // needs the credit that the receive of the op two before it returns, so a third op of a kind
   // behind two staged ones would wait for a complete queued after it: it is refused instead.
-  int staged[2] = {0, 0};
+  int staged[2] = {0, 0};  // indexed by epyard::ep::kStagedDispatch, kStagedCombine
 
   ncclDevComm dev_comm{};
   bool dev_comm_made = false;

@@ -166,8 +166,8 @@ ncclResult_t handleDestroy(ncclEpHandle_t h) {
     syncGroupDevice(g);
     g->alloc.release(h->mem);
   }
-  if (h->pending == ncclEpHandle::Pending::kDispatch) --g->staged[0];  // abandoned: never completed
-  if (h->pending == ncclEpHandle::Pending::kCombine) --g->staged[1];
+  if (h->pending == ncclEpHandle::Pending::kDispatch) --g->staged[kStagedDispatch];  // abandoned
+  if (h->pending == ncclEpHandle::Pending::kCombine) --g->staged[kStagedCombine];
   {
     std::lock_guard<std::mutex> lock(g->mu);
     --g->live_handles;

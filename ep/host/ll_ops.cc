@@ -53,8 +53,6 @@ ncclResult_t checkOpHandle(ncclEpHandle_t h, const char* op) {
   return ncclSuccess;
 }
 
-constexpr int kStagedDispatch = 0, kStagedCombine = 1, kMaxStaged = 2;
-
 ncclResult_t checkCredit(ncclEpGroup_t g, int kind, const char* op) {
   if (g->staged[kind] < kMaxStaged) return ncclSuccess;
   return fail(g, ncclInvalidUsage,
