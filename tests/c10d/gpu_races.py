@@ -6,6 +6,7 @@
    being watched, and the capture sleeps 0.3 s, three watchdog rounds); replays give the right
    sums. Before the fix the watchdog queried the captured work's event, which invalidates a
    global-mode capture.
+   dist.barrier inside a capture raises (it blocks the CPU, which a capture cannot).
 2. One thread loops all_reduce while the main thread aborts the group: the loop ends with an
    error naming the abort, the GPU drains, nothing crashes (the abort used to free the
    communicator under a launch in progress).
@@ -63,6 +64,21 @@ def check_capture():
     report(True, "all_reduce captured in a CUDA graph while the watchdog runs; 3 replays correct")
 
 
+def check_barrier_refuses_capture():
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    graph = torch.cuda.CUDAGraph()
+    try:
+        with torch.cuda.stream(side):
+            with torch.cuda.graph(graph):
+                dist.barrier(device_ids=[torch.cuda.current_device()])
+        report(False, "dist.barrier was captured into a CUDA graph (it blocks the CPU)")
+    except RuntimeError as e:
+        report("capture" in str(e), f"dist.barrier inside a capture raises: {e}")
+    torch.cuda.current_stream().wait_stream(side)
+    torch.cuda.synchronize()
+
+
 def check_abort_during_calls():
     t = torch.ones(1 << 18, device="cuda")
     errors, calls = [], [0]
@@ -100,6 +116,7 @@ ep_group = None
 if not shares_gpu:
     ep_group = epyard.ep.Group(num_experts=8 * WORLD, max_tokens_per_rank=16, hidden=256)
 check_capture()
+check_barrier_refuses_capture()
 check_abort_during_calls()
 if ep_group is None:
     print(f"[rank {RANK}] SKIPPED: the EP checks (ranks sharing a GPU are not one NVLink team)", flush=True)
